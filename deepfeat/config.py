@@ -1,0 +1,98 @@
+"""The one configuration object of the front end: audio, mel spectrogram and image parameters.
+
+Every stage that turns audio into a mel spectrogram or an image (``plot``, ``extract``,
+``crnn``) takes a :class:`PlotConfig`; its ``to_dict`` goes verbatim into each HDF5 store so a
+store describes itself and a resumed run can refuse a different configuration.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+
+from .errors import ConfigError
+
+# Named window/hop presets in seconds.
+MEL_PRESETS: dict[str, tuple[float, float]] = {
+    # Amiriparian et al. 2020: 0.32 s Hann windows overlapping by 0.16 s.
+    "paper": (0.32, 0.16),
+    # DeepSpectrum's default plotting: 256-sample FFT windows, 128-sample hop, at 44.1 kHz.
+    "deepspectrum": (256 / 44100, 128 / 44100),
+    # Common speech/sound-event framing: 25 ms windows every 10 ms.
+    "fine": (0.025, 0.010),
+}
+# The 3-channel multi-resolution image: (window, hop) in seconds for the R, G and B channels.
+MEL3_RESOLUTIONS: tuple[tuple[float, float], ...] = ((0.025, 0.010), (0.050, 0.025), (0.100, 0.050))
+CLIP_THRESHOLDS_DB = (-30.0, -45.0, -60.0, -80.0)
+
+
+@dataclass(frozen=True)
+class MelConfig:
+    """Log-mel spectrogram parameters (seconds, Hz, dB)."""
+
+    sample_rate: int = 44100  #: Hz; audio is resampled to this rate once per clip
+    n_mels: int = 128
+    window: float = 0.32  #: Hann window length, seconds
+    hop: float = 0.16  #: hop between frames, seconds
+    fmin: float = 0.0  #: Hz
+    fmax: float | None = None  #: Hz; None = Nyquist
+    clip_db: float = -80.0  #: floor in dB relative to the clip's maximum (0 dB)
+
+    def __post_init__(self):
+        if self.clip_db >= 0:
+            raise ConfigError(f"clip_db must be negative dB below the maximum, got {self.clip_db}")
+        if self.window <= 0 or self.hop <= 0:
+            raise ConfigError(f"window and hop must be positive seconds, got {self.window}, {self.hop}")
+        if self.sample_rate <= 0 or self.n_mels <= 0:
+            raise ConfigError("sample_rate and n_mels must be positive")
+
+    @classmethod
+    def from_preset(cls, preset: str, **overrides) -> "MelConfig":
+        if preset not in MEL_PRESETS:
+            raise ConfigError(f"unknown mel preset {preset!r}; choose one of {', '.join(MEL_PRESETS)}")
+        window, hop = MEL_PRESETS[preset]
+        return cls(**{"window": window, "hop": hop, **overrides})
+
+
+@dataclass(frozen=True)
+class PlotConfig:
+    """Audio → image parameters: clip length or windows, mel settings, colour map and renderer."""
+
+    mel: MelConfig = field(default_factory=MelConfig)
+    duration: float | None = None  #: pad/crop every clip to this many seconds; None keeps lengths
+    segment: tuple[float, float] | None = None  #: (window, hop) seconds: one image per window
+    colormap: str = "viridis"  #: any matplotlib colour map, or "mel3"
+    renderer: str = "fast"  #: "fast" (array lookup) or "matplotlib" (figure, DeepSpectrum-like)
+    size: tuple[int, int] = (224, 224)  #: image (height, width) in pixels
+    interpolation: str = "nearest"  #: resize of the spectrogram to the image: "nearest" or "bilinear"
+
+    def __post_init__(self):
+        if self.renderer not in ("fast", "matplotlib"):
+            raise ConfigError(f"unknown renderer {self.renderer!r}; choose fast or matplotlib")
+        if self.interpolation not in ("nearest", "bilinear"):
+            raise ConfigError(f"unknown interpolation {self.interpolation!r}; choose nearest or bilinear")
+        if self.colormap != "mel3":
+            import matplotlib
+
+            if self.colormap not in matplotlib.colormaps:
+                raise ConfigError(
+                    f"unknown colour map {self.colormap!r}; use a matplotlib colour map "
+                    "(viridis, magma, cividis, hot, gray, ...) or mel3"
+                )
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "PlotConfig":
+        d = dict(d)
+        d["mel"] = MelConfig(**d.get("mel", {}))
+        for key in ("segment", "size"):
+            if d.get(key) is not None:
+                d[key] = tuple(d[key])
+        return cls(**d)
+
+
+def canonical_json(obj) -> str:
+    """JSON with sorted keys and tuples as lists: equal configurations give equal strings."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=list)

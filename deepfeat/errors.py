@@ -1,0 +1,25 @@
+"""Errors users see as one clear line: what went wrong, with which file, and how to fix it."""
+
+
+class DeepfeatError(Exception):
+    """Base class; the CLI prints these as a one-line ``Error: ...`` and exits with status 2."""
+
+
+class AudioError(DeepfeatError):
+    """A clip cannot be decoded or is unusable (corrupt, empty, not audio)."""
+
+
+class ManifestError(DeepfeatError):
+    """A dataset folder or label file is malformed or names missing audio."""
+
+
+class WeightsError(DeepfeatError):
+    """Model weights are missing, corrupt or do not fit the network."""
+
+
+class StoreError(DeepfeatError):
+    """An HDF5 feature or scores store is missing, malformed or was made with another configuration."""
+
+
+class ConfigError(DeepfeatError):
+    """An unknown network, colour map, preset or an invalid parameter."""

@@ -1,0 +1,170 @@
+"""The extract stage: manifest → worker processes (decode, resample, front end) → batched network
+→ resumable HDF5 store. ``deepfeat extract`` is a thin shell over :func:`extract_features`."""
+from __future__ import annotations
+
+import logging
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from . import __version__
+from .audio import load_audio, segments
+from .datasets import Manifest
+from .errors import AudioError, DeepfeatError
+from .extractors.base import Extractor
+from .store import StoreWriter, store_status
+
+log = logging.getLogger("deepfeat.extract")
+
+
+@dataclass
+class PreparedClip:
+    """A clip after the front end: model inputs of each segment, or the reason it failed."""
+
+    index: int
+    inputs: np.ndarray | None  #: [sum(counts), ...]
+    counts: np.ndarray | None  #: model inputs per segment
+    starts: np.ndarray | None  #: segment start times, seconds
+    error: str | None = None
+
+
+class ClipFrontend(Dataset):
+    """Map-style dataset running decode → pad/crop → windows → ``extractor.frontend`` per clip."""
+
+    def __init__(self, manifest: Manifest, extractor: Extractor, start: int = 0):
+        self.clips = manifest.clips
+        self.extractor = extractor
+        self.start = start
+
+    def __len__(self) -> int:
+        return len(self.clips) - self.start
+
+    def __getitem__(self, i: int) -> PreparedClip:
+        index = self.start + i
+        clip = self.clips[index]
+        ex = self.extractor
+        try:
+            samples, rate = load_audio(clip.path, ex.sample_rate)
+            pieces, starts = segments(samples, rate, ex.duration, ex.segment)
+            parts = [ex.frontend(piece) for piece in pieces]
+            return PreparedClip(index, np.concatenate(parts), np.array([len(p) for p in parts]), starts)
+        except AudioError as e:
+            return PreparedClip(index, None, None, None, str(e))
+        except Exception as e:  # noqa: BLE001 - report any front-end failure against its file
+            return PreparedClip(index, None, None, None, f"{clip.path}: {type(e).__name__}: {e}")
+
+
+def _collate(items):
+    return items
+
+
+def store_config(manifest: Manifest, extractor: Extractor) -> dict:
+    """The configuration a store is identified by (compared on resume)."""
+    return {"extractor": extractor.config(), "weights_sha256": extractor.weights_sha256,
+            "dataset": {"name": manifest.name, "n_clips": len(manifest), "manifest_sha256": manifest.fingerprint()}}
+
+
+def versions() -> dict:
+    import h5py
+    import librosa
+    import sklearn
+
+    return {"deepfeat": __version__, "python": platform.python_version(), "torch": torch.__version__,
+            "librosa": librosa.__version__, "h5py": h5py.__version__, "numpy": np.__version__,
+            "scikit-learn": sklearn.__version__}
+
+
+def default_workers() -> int:
+    import os
+
+    return max(1, min(4, (os.cpu_count() or 2)))
+
+
+def extract_features(manifest: Manifest, extractor: Extractor, out: str | Path, *, clips_per_batch: int = 32,
+                     workers: int | None = None, on_error: str = "skip", overwrite: bool = False,
+                     progress: bool = True) -> Path:
+    """Extract features of every clip into the HDF5 store ``out``; resumes an interrupted run.
+
+    ``on_error="skip"`` records undecodable clips in the store's ``skipped`` group and the log and
+    goes on; ``"fail"`` stops at the first one with its error. Returns the store's path.
+    """
+    out = Path(out)
+    extractor.load()
+    config = store_config(manifest, extractor)
+    if not overwrite and store_status(out, config) == "complete":
+        log.info("%s: already complete for this configuration; nothing to do", out)
+        return out
+    writer = StoreWriter(out, config, manifest.label_names, len(manifest), overwrite=overwrite, attrs={
+        "network": extractor.name, "layer": str(extractor.layer), "weights": extractor.weights,
+        "weights_sha256": extractor.weights_sha256 or "", "dataset": manifest.name,
+        "manifest_sha256": manifest.fingerprint(), "versions": __import__("json").dumps(versions())})
+    handler = logging.FileHandler(str(out) + ".log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    log.addHandler(handler)
+    labels, folds, ids = manifest.label_indices(), manifest.folds(), manifest.ids()
+    start = writer.clips_done
+    if start:
+        log.info("resuming %s at clip %d/%d", out, start, len(manifest))
+    workers = default_workers() if workers is None else workers
+    loader = DataLoader(ClipFrontend(manifest, extractor, start), batch_size=clips_per_batch, shuffle=False,
+                        num_workers=workers, collate_fn=_collate, prefetch_factor=4 if workers else None,
+                        multiprocessing_context="fork" if workers else None)
+    t0 = time.perf_counter()
+    done = start
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(manifest), initial=start, unit="clip", desc=f"extract {extractor.name}")
+    try:
+        for batch in loader:
+            good = [c for c in batch if c.error is None]
+            skipped = [(ids[c.index], c.error) for c in batch if c.error is not None]
+            for clip_id, reason in skipped:
+                if on_error == "fail":
+                    raise AudioError(reason)
+                log.warning("skipped %s: %s", clip_id, reason)
+            rows, row_ids, row_labels, row_folds, row_starts = [], [], [], [], []
+            if good:
+                feats = extractor.embed(np.concatenate([c.inputs for c in good]))
+                offset = 0
+                for c in good:
+                    for count, seg_start in zip(c.counts, c.starts):
+                        rows.append(feats[offset:offset + count].mean(axis=0))
+                        offset += count
+                        row_ids.append(ids[c.index])
+                        row_labels.append(labels[c.index])
+                        row_folds.append(folds[c.index])
+                        row_starts.append(seg_start)
+            done = batch[-1].index + 1
+            writer.commit(np.array(rows, dtype=np.float32).reshape(len(rows), -1), row_ids, row_labels, row_folds,
+                          row_starts if extractor.segment else None, clips_done=done, skipped=skipped)
+            log.info("committed %d/%d clips", done, len(manifest))
+            if bar is not None:
+                bar.update(len(batch))
+    except BaseException:
+        writer.close()
+        if bar is not None:
+            bar.close()
+        log.removeHandler(handler)
+        handler.close()
+        raise
+    if bar is not None:
+        bar.close()
+    seconds = time.perf_counter() - t0
+    writer.file.attrs["extract_seconds"] = float(writer.file.attrs.get("extract_seconds", 0.0)) + seconds
+    total = float(writer.file.attrs["extract_seconds"])
+    path = writer.finish({"clips_per_second": (len(manifest) / total) if total > 0 else 0.0,
+                          "device": str(extractor.device)})
+    log.info("wrote %s (%d clips, %.1f s)", path, len(manifest), total)
+    log.removeHandler(handler)
+    handler.close()
+    return path
+
+
+__all__ = ["extract_features", "store_config", "ClipFrontend", "DeepfeatError"]

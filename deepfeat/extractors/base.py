@@ -1,0 +1,134 @@
+"""Extractor base class and registry.
+
+An extractor turns mono audio into feature vectors in two halves: :meth:`Extractor.frontend`
+(audio → model inputs: images, mel patches or waveform windows), which runs in worker processes
+and never touches the network, and :meth:`Extractor.embed` (model inputs → features), which runs
+batched in the main process on the chosen device. The pipeline in :mod:`deepfeat.extract` wires
+them; every extractor registered here is reachable as ``deepfeat extract -n NAME``.
+"""
+from __future__ import annotations
+
+import abc
+import importlib
+from contextlib import contextmanager
+from typing import ClassVar
+
+import numpy as np
+import torch
+
+from ..errors import ConfigError
+
+_EXTRACTORS: dict[str, type["Extractor"]] = {}
+# Modules whose import registers extractors; imported on first lookup, not at package import.
+EXTRACTOR_MODULES = [
+    "deepfeat.extractors.image_cnn",
+    "deepfeat.extractors.panns",
+    "deepfeat.extractors.openl3",
+    "deepfeat.extractors.birdnet",
+]
+
+
+def register_extractor(*names: str):
+    """Class decorator: make the extractor available under ``names``."""
+
+    def wrap(cls):
+        for name in names:
+            _EXTRACTORS[name] = cls
+        return cls
+
+    return wrap
+
+
+def _load_modules() -> None:
+    for module in EXTRACTOR_MODULES:
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as e:
+            if e.name != module:  # a real missing dependency inside an existing module
+                raise
+
+
+def extractor_names() -> list[str]:
+    _load_modules()
+    return sorted(_EXTRACTORS)
+
+
+def get_extractor_class(name: str) -> type["Extractor"]:
+    _load_modules()
+    if name not in _EXTRACTORS:
+        raise ConfigError(f"unknown network {name!r}; choose one of: {', '.join(sorted(_EXTRACTORS))}")
+    return _EXTRACTORS[name]
+
+
+def create_extractor(name: str, **params) -> "Extractor":
+    """Instantiate the registered extractor ``name`` (weights are loaded later, by :meth:`load`)."""
+    return get_extractor_class(name)(name=name, **params)
+
+
+@contextmanager
+def seeded(seed: int):
+    """Fixed-seed random initialisation that leaves the global RNG state untouched."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
+def pick_device(device: str | None = None) -> torch.device:
+    """``device`` if given, else CUDA when available, else CPU."""
+    if device:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+class Extractor(abc.ABC):
+    """Base class: audio at :attr:`sample_rate` → model inputs (worker) → features (main)."""
+
+    kind: ClassVar[str] = "image"  #: "image" (spectrogram image CNNs) or "audio" (audio-pretrained models)
+    default_weights: ClassVar[str] = "imagenet"
+
+    def __init__(self, name: str, weights: str | None = None, layer: str | None = None,
+                 duration: float | None = None, segment: tuple[float, float] | None = None,
+                 device: str | None = None, precision: str = "auto", seed: int = 0):
+        self.name = name
+        self.weights = weights or self.default_weights
+        self.layer = layer
+        self.duration = duration  #: seconds to pad/crop each clip to (None: as is)
+        self.segment = segment  #: (window, hop) seconds: one feature row per window
+        self.device = pick_device(device)
+        self.precision = precision
+        self.seed = seed
+        self.weights_sha256: str | None = None  #: set by load()
+
+    #: Hz; audio is resampled to this rate before :meth:`frontend`
+    sample_rate: int = 44100
+
+    @property
+    @abc.abstractmethod
+    def dim(self) -> int:
+        """Feature dimension D."""
+
+    @abc.abstractmethod
+    def frontend(self, samples: np.ndarray) -> np.ndarray:
+        """Mono float32 audio at :attr:`sample_rate` → model inputs stacked on axis 0 ([k, ...]).
+
+        Several inputs (k > 1) for one segment are embedded and mean-pooled into one row.
+        Runs in worker processes: no network, no CUDA."""
+
+    @abc.abstractmethod
+    def load(self) -> None:
+        """Build the network on :attr:`device` and load its weights; sets :attr:`weights_sha256`."""
+
+    @abc.abstractmethod
+    def embed(self, inputs: np.ndarray) -> np.ndarray:
+        """Model inputs [k, ...] → float32 features [k, D] (main process, batched)."""
+
+    def config(self) -> dict:
+        """Everything that determines the features (stored in the HDF5 ``config`` attribute)."""
+        return {"network": self.name, "kind": self.kind, "layer": self.layer, "weights": self.weights,
+                "sample_rate": self.sample_rate, "duration": self.duration,
+                "segment": list(self.segment) if self.segment else None, "seed": self.seed}
+
+    @property
+    def use_half(self) -> bool:
+        """float16 on CUDA unless precision is forced to fp32 (CPU always float32)."""
+        return self.device.type == "cuda" and self.precision in ("auto", "fp16")

@@ -1,0 +1,171 @@
+"""Frozen ImageNet CNNs on colour-mapped mel-spectrogram images (the DeepSpectrum approach).
+
+Each network has a default layer (the penultimate representation used in the literature) and
+accepts any other node name of its torchvision graph (``deepfeat extract -n vgg16 --layer
+classifier.1``). Weights: ``imagenet`` (through :mod:`deepfeat.weights`), ``none`` (random
+initialisation with a fixed seed: the "no pre-training" rows) or a checkpoint path.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .. import weights as weights_registry
+from ..config import PlotConfig
+from ..errors import ConfigError, WeightsError
+from ..models.efficientnet_lite import LITE_MEAN, LITE_STD, LITE_VARIANTS, EfficientNetLite
+from ..render import spectrogram_image
+from .base import Extractor, register_extractor, seeded
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class CNNSpec:
+    default_layer: str  #: torchvision graph node giving the features
+    dim: int  #: feature dimension at the default layer
+    input_size: int = 224  #: pixels (square)
+    mean: tuple = IMAGENET_MEAN
+    std: tuple = IMAGENET_STD
+
+
+CNN_SPECS: dict[str, CNNSpec] = {
+    "vgg16": CNNSpec("classifier.4", 4096),  # fc2 after its ReLU (Keras' "fc2")
+    "vgg19": CNNSpec("classifier.4", 4096),
+    "alexnet": CNNSpec("classifier.5", 4096),  # fc7 after its ReLU
+    "resnet50": CNNSpec("flatten", 2048),  # global average pool
+    "densenet121": CNNSpec("flatten", 1024),
+    "densenet201": CNNSpec("flatten", 1920),
+    "mobilenet_v2": CNNSpec("flatten", 1280),
+    "efficientnet_b0": CNNSpec("flatten", 1280),
+    "inception_v3": CNNSpec("flatten", 2048, input_size=299),
+    "convnext_tiny": CNNSpec("classifier.1", 768),
+    **{name: CNNSpec("pool", 1280, input_size=res, mean=LITE_MEAN, std=LITE_STD)
+       for name, (_, _, res) in LITE_VARIANTS.items() if name in ("efficientnet_lite0", "efficientnet_lite1",
+                                                                 "efficientnet_lite2")},
+}
+
+
+def _build_torchvision(name: str, pretrained: bool) -> torch.nn.Module:
+    import torchvision.models as tvm
+
+    kwargs = {}
+    if name == "inception_v3":
+        kwargs = {"aux_logits": True, "init_weights": not pretrained, "transform_input": pretrained}
+    return getattr(tvm, name)(weights=None, **kwargs)
+
+
+@register_extractor(*CNN_SPECS)
+class ImageCNNExtractor(Extractor):
+    """Mel image → frozen image CNN → activations of one layer (pooled/flattened)."""
+
+    kind = "image"
+    default_weights = "imagenet"
+
+    def __init__(self, name: str, plot: PlotConfig | None = None, batch_size: int = 32, **kwargs):
+        if name not in CNN_SPECS:
+            raise ConfigError(f"unknown image network {name!r}")
+        self.spec = CNN_SPECS[name]
+        plot = plot or PlotConfig()
+        if plot.size != (self.spec.input_size,) * 2:
+            plot = PlotConfig(**{**plot.__dict__, "size": (self.spec.input_size, self.spec.input_size)})
+        self.plot = plot
+        super().__init__(name, duration=plot.duration, segment=plot.segment, **kwargs)
+        self.layer = self.layer or self.spec.default_layer
+        self.sample_rate = plot.mel.sample_rate
+        self.batch_size = batch_size
+        self.model = None
+        self._dim = self.spec.dim if self.layer == self.spec.default_layer else None
+
+    # --- front end (worker processes) ---------------------------------------------------------
+    def frontend(self, samples: np.ndarray) -> np.ndarray:
+        """Audio → one uint8 image [1, H, W, 3]."""
+        return spectrogram_image(samples, self.plot)[None]
+
+    # --- network (main process) ---------------------------------------------------------------
+    def _state_dict(self) -> dict | None:
+        if self.weights == "none":
+            self.weights_sha256 = None
+            return None
+        if self.weights == "imagenet":
+            path, self.weights_sha256 = weights_registry.resolve(f"{self.name}-imagenet")
+        else:
+            path = Path(self.weights)
+            self.weights_sha256 = weights_registry.file_sha256(path) if path.is_file() else None
+        return weights_registry.load_state_dict(path)
+
+    def _build(self) -> torch.nn.Module:
+        state = self._state_dict()
+        with seeded(self.seed):
+            if self.name.startswith("efficientnet_lite"):
+                net = EfficientNetLite(self.name)
+            else:
+                net = _build_torchvision(self.name, pretrained=state is not None)
+        if state is not None:
+            try:
+                net.load_state_dict(state)
+            except RuntimeError as e:
+                raise WeightsError(f"{self.weights}: does not fit {self.name} ({str(e).splitlines()[0][:160]}); "
+                                   f"pass a {self.name} checkpoint") from None
+        net.eval()
+        if self.name.startswith("efficientnet_lite"):
+            if self.layer not in ("pool", "logits"):
+                raise ConfigError(f"layer {self.layer!r} of {self.name}: choose pool (1280-d) or logits (1000-d)")
+            return net if self.layer == "logits" else _Pooled(net)
+        from torchvision.models.feature_extraction import create_feature_extractor, get_graph_node_names
+
+        nodes = get_graph_node_names(net)[1]
+        if self.layer not in nodes:
+            raise ConfigError(f"{self.name} has no layer {self.layer!r}; some of its layers: {', '.join(nodes[-12:])}")
+        return create_feature_extractor(net, {self.layer: "features"})
+
+    def load(self) -> None:
+        model = self._build().to(self.device).to(memory_format=torch.channels_last)
+        if self.use_half:
+            model = model.half()
+        self.model = model
+        self._mean = torch.tensor(self.spec.mean, device=self.device).view(1, 3, 1, 1)
+        self._std = torch.tensor(self.spec.std, device=self.device).view(1, 3, 1, 1)
+
+    @property
+    def dim(self) -> int:
+        if self._dim is None:
+            if self.model is None:
+                self.load()
+            probe = np.zeros((1, *self.plot.size, 3), dtype=np.uint8)
+            self._dim = int(self.embed(probe).shape[1])
+        return self._dim
+
+    def embed(self, inputs: np.ndarray) -> np.ndarray:
+        """uint8 images [k, H, W, 3] → features [k, D] (batched, channels_last, inference mode)."""
+        if self.model is None:
+            self.load()
+        outs = []
+        with torch.inference_mode():
+            for start in range(0, len(inputs), self.batch_size):
+                x = torch.from_numpy(np.ascontiguousarray(inputs[start:start + self.batch_size]))
+                x = x.to(self.device, non_blocking=True).permute(0, 3, 1, 2)  # NHWC memory = channels_last
+                x = (x.float().div_(255.0) - self._mean) / self._std
+                if self.use_half:
+                    x = x.half()
+                y = self.model(x)
+                y = y["features"] if isinstance(y, dict) else y
+                outs.append(torch.flatten(y, 1).float().cpu().numpy())
+        return np.concatenate(outs) if outs else np.zeros((0, self.spec.dim), np.float32)
+
+    def config(self) -> dict:
+        return {**super().config(), "plot": self.plot.to_dict(), "input_size": self.spec.input_size,
+                "normalisation": {"mean": list(self.spec.mean), "std": list(self.spec.std)}}
+
+
+class _Pooled(torch.nn.Module):
+    def __init__(self, net: EfficientNetLite):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x):
+        return self.net.forward_features(x)
