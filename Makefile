@@ -38,3 +38,9 @@ esc50: install
 
 clean:
 	rm -rf features/*.h5 features/*.partial features/*.log features/demo-data
+
+# The paper's experiment end to end on DATA (default ESC-10): every feature set, an SVM each, the CRNN,
+# every fusion group and method, then results/<dataset>/README.md. Rerunning skips finished stages.
+# PAPER_ARGS passes options on, e.g. PAPER_ARGS="--crnn-epochs 0 --dry-run".
+paper: install
+	$(DF) paper $(DATA) $(PAPER_ARGS)

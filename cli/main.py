@@ -51,7 +51,10 @@ def cli(verbose: bool):
     \b
     Stages: plot → extract → svm / crnn → fuse → report.
     """
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    level = logging.INFO if verbose else logging.WARNING
+    logging.basicConfig(level=level, format="%(levelname)s %(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.setLevel(level)
 
 
 def main(argv=None) -> None:

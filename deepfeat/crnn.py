@@ -184,6 +184,19 @@ def clip_mels(path: Path, clip_id: str, mel: MelConfig, duration: float,
     return out
 
 
+def _map_clips(fn, calls: list[tuple], workers: int):
+    """``fn(*args)`` for each of ``calls``, in order, in ``workers`` processes (in this one if <= 1)."""
+    if workers <= 1:
+        yield from (fn(*args) for args in calls)
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
+    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+        yield from pool.map(fn, *zip(*calls), chunksize=4)
+
+
 def _check_mel_cache(path: Path, key: dict, overwrite: bool) -> None:
     if not path.exists():
         return
@@ -215,8 +228,6 @@ def ensure_mel_cache(path: str | Path, manifest: Manifest, mel: MelConfig = CRNN
     (canonical JSON of :func:`mel_cache_key`). Missing variants are computed (in ``workers``
     processes) and added; a cache with another key is refused unless ``overwrite``.
     """
-    from joblib import Parallel, delayed
-
     from .extract import default_workers
 
     path = Path(path)
@@ -233,8 +244,7 @@ def ensure_mel_cache(path: str | Path, manifest: Manifest, mel: MelConfig = CRNN
     names = [ORIGINAL if aug is None else aug.name for aug in todo]
     workers = default_workers() if workers is None else workers
     start = time.perf_counter()
-    jobs = (delayed(clip_mels)(c.path, c.id, mel, duration, todo) for c in manifest.clips)
-    results = Parallel(n_jobs=workers, return_as="generator")(jobs)
+    results = _map_clips(clip_mels, [(c.path, c.id, mel, duration, todo) for c in manifest.clips], workers)
     if progress:
         from tqdm import tqdm
 
@@ -424,7 +434,7 @@ def train_crnn(mels: torch.Tensor, labels: np.ndarray, n_classes: int, config: T
                 scaler.scale(loss).backward()
                 scaler.step(optimizer)
                 scaler.update()
-                total_loss += float(loss) * len(idx)
+                total_loss += float(loss.detach()) * len(idx)
             record = {"epoch": epoch + 1, "loss": total_loss / n}
             if validation is not None:
                 proba = predict_proba(model, torch.as_tensor(validation[0]), config.batch_size, device)
@@ -454,15 +464,12 @@ def system_name(config: TrainingConfig) -> str:
     return "crnn" + ("" if arch == "esc" else f"-{arch}") + ("-aug" if config.augment.enabled else "")
 
 
-def _labelled_folds(manifest: Manifest, test_fold: int) -> tuple[np.ndarray, np.ndarray]:
-    labels, folds = manifest.label_indices(), manifest.folds()
-    if (labels < 0).any() or (folds <= 0).any():
-        raise ConfigError(f"{manifest.root}: crnn needs every clip labelled and in a fold "
-                          "(ESC-50, UrbanSound8K, or a label CSV with file,label,fold)")
-    if test_fold not in set(folds.tolist()):
-        raise ConfigError(f"{manifest.root}: no clips in test fold {test_fold}; "
-                          f"choose --fold from {sorted(set(folds.tolist()))}")
-    return labels, folds
+def _check_labelled(manifest: Manifest) -> np.ndarray:
+    labels = manifest.label_indices()
+    if (labels < 0).any():
+        raise ConfigError(f"{manifest.root}: {int((labels < 0).sum())} clip(s) have no label; crnn trains on "
+                          "labelled data (ESC-50, UrbanSound8K, class folders or a label CSV with file,label,fold)")
+    return labels
 
 
 def write_model(run_dir: Path, model: CRNN, info: dict) -> Path:
@@ -499,88 +506,82 @@ def run_crnn(manifest: Manifest, run_dir: str | Path, *, test_fold: int = 5, con
     ``model.pt`` + ``model.json``, ``training.json`` (per-epoch loss / held-out accuracy) and
     ``checkpoints/`` (resume state). The mel cache defaults to :func:`default_mel_cache`.
     """
-    from .evaluation import classification_metrics, development_folds, write_run
+    from .evaluation import SCORE_NAMES, classification_metrics, development_folds, write_run
     from .extractors.base import pick_device
     from .scores import Scores
 
     config = config or TrainingConfig()
     system = system or system_name(config)
     run_dir = Path(run_dir)
-    labels, folds = _labelled_folds(manifest, test_fold)
-    dev_folds = [int(k) for k in development_folds(folds, test_fold)]
-    if len(dev_folds) < 2:
-        raise ConfigError(f"{manifest.root}: out-of-fold scores need at least 2 development folds, "
-                          f"found {dev_folds}")
+    t_start, cpu_start = time.perf_counter(), time.process_time()
+    labels = _check_labelled(manifest)
+    folds = manifest.folds()
+    dev_folds = development_folds(folds, test_fold, source=str(manifest.root))
     label_names = manifest.label_names
     ckpt_dir = run_dir / "checkpoints"
     if overwrite and ckpt_dir.exists():
         shutil.rmtree(ckpt_dir)
     device = pick_device(device)
-    timings: dict[str, float] = {}
+    timings: dict = {"train_seconds": {}}
 
-    tic = time.perf_counter()
     waveform = config.augment.waveform()
     cache = Path(mel_cache) if mel_cache else default_mel_cache(manifest, mel, duration)
     ensure_mel_cache(cache, manifest, mel, duration, waveform, workers=workers, progress=progress,
                      overwrite=overwrite)
     mels = torch.from_numpy(read_mels(cache, [ORIGINAL] + [a.name for a in waveform]))
-    timings["mels"] = time.perf_counter() - tic
+    timings["mel_seconds"] = time.perf_counter() - t_start
     identity = {"mel_cache": mel_cache_key(manifest, mel, duration), "test_fold": test_fold}
+
+    def rows(mask: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.flatnonzero(mask))
 
     def fit(train_mask: np.ndarray, name: str, held_out: np.ndarray | None) -> TrainingResult:
         tic = time.perf_counter()
-        rows = torch.from_numpy(np.flatnonzero(train_mask))
-        validation = None if held_out is None else (mels[0][torch.from_numpy(np.flatnonzero(held_out))],
-                                                    labels[held_out])
-        result = train_crnn(mels[:, rows], labels[train_mask], len(label_names), config,
+        validation = None if held_out is None else (mels[0][rows(held_out)], labels[held_out])
+        result = train_crnn(mels[:, rows(train_mask)], labels[train_mask], len(label_names), config,
                             checkpoint=ckpt_dir / f"{name}.pt", identity={**identity, "training_set": name},
                             validation=validation, device=device, progress=progress, desc=f"{system} {name}")
-        timings[name] = time.perf_counter() - tic
+        timings["train_seconds"][name] = time.perf_counter() - tic
         return result
 
     scores = np.full((len(manifest), len(label_names)), np.nan, dtype=np.float32)
     histories = {}
     for k in dev_folds:
-        train_mask = np.isin(folds, [f for f in dev_folds if f != k])
-        result = fit(train_mask, f"oof-fold{k}", folds == k)
-        scores[folds == k] = predict_proba(result.model, mels[0][torch.from_numpy(np.flatnonzero(folds == k))],
-                                           config.batch_size, device)
+        result = fit(np.isin(folds, [f for f in dev_folds if f != k]), f"oof-fold{k}", folds == k)
+        scores[folds == k] = predict_proba(result.model, mels[0][rows(folds == k)], config.batch_size, device)
         histories[f"oof-fold{k}"] = result.history
     test_mask = folds == test_fold
     final = fit(np.isin(folds, dev_folds), "final", None)
-    scores[test_mask] = predict_proba(final.model, mels[0][torch.from_numpy(np.flatnonzero(test_mask))],
-                                      config.batch_size, device)
+    scores[test_mask] = predict_proba(final.model, mels[0][rows(test_mask)], config.batch_size, device)
     histories["final"] = final.history
 
-    dev_mask = np.isin(folds, dev_folds)
-    keep = dev_mask | test_mask
+    # As in `deepfeat svm`: development scores are means over the development folds' out-of-fold scores.
     predictions = scores.argmax(axis=1)
-    devel = classification_metrics(labels[dev_mask], predictions[dev_mask], label_names)
+    per_fold = [classification_metrics(labels[folds == k], predictions[folds == k], label_names) for k in dev_folds]
+    devel = {name: float(np.mean([m[name] for m in per_fold])) for name in SCORE_NAMES}
     test = classification_metrics(labels[test_mask], predictions[test_mask], label_names)
     epoch_seconds = [r["seconds"] for h in histories.values() for r in h]
-    timings["total"] = sum(v for k, v in timings.items())
+    timings["seconds_per_epoch"] = float(np.mean(epoch_seconds)) if epoch_seconds else None
+    timings["total_seconds"] = time.perf_counter() - t_start
+    timings["cpu_seconds"] = time.process_time() - cpu_start  # this process; contention-free cost
     run_config = {"training": config.to_dict(), "mel": dataclasses.asdict(mel), "duration": duration,
-                  "dataset": manifest.name, "manifest_sha256": manifest.fingerprint(), "device": device.type}
+                  "dataset": manifest.name, "manifest_sha256": manifest.fingerprint(), "mel_cache": str(cache)}
     metrics = {
-        "system": system,
-        "dataset": manifest.name,
-        "devel_accuracy": devel["accuracy"], "test_accuracy": test["accuracy"],
-        "devel_macro_f1": devel["macro_f1"], "test_macro_f1": test["macro_f1"],
-        "devel_uar": devel["uar"], "test_uar": test["uar"],
-        "folds": {"development": dev_folds, "test": test_fold},
-        "epochs": config.epochs,
-        "augmentation": config.augment.names(),
+        "system": system, "dataset": manifest.name,
+        "test_fold": int(test_fold), "development_folds": dev_folds,
+        "folds": sorted(int(f) for f in np.unique(folds)),
+        **{f"devel_{k}": v for k, v in devel.items()}, **{f"test_{k}": v for k, v in test.items() if k != "n"},
+        "devel_fold_accuracy": {int(k): m["accuracy"] for k, m in zip(dev_folds, per_fold)},
+        "n_classes": len(label_names), "n_devel": int(np.isin(folds, dev_folds).sum()), "n_test": int(test_mask.sum()),
+        "epochs": config.epochs, "augmentation": config.augment.names(),
         "architecture": dataclasses.asdict(config.architecture),
         "parameters": sum(p.numel() for p in final.model.parameters()),
-        "device": device.type,
-        "timings": {**{k: round(v, 2) for k, v in timings.items()},
-                    "seconds_per_epoch": round(float(np.mean(epoch_seconds)), 3) if epoch_seconds else None},
-        "config": run_config,
+        "device": device.type, "config": run_config,
         "versions": {"deepfeat": __version__, "torch": torch.__version__, "python": platform.python_version()},
+        "timings": timings,
     }
-    run_scores = Scores(system=system, ids=np.array(manifest.ids(), dtype=object)[keep], folds=folds[keep],
-                        labels=labels[keep], label_names=label_names, scores=scores[keep], test_fold=test_fold,
-                        score_kind="probability", config=run_config)
+    run_scores = Scores(system=system, ids=manifest.ids(), folds=folds, labels=labels, label_names=label_names,
+                        scores=scores, test_fold=test_fold, score_kind="probability", config=run_config)
     run_dir.mkdir(parents=True, exist_ok=True)
     write_run(run_dir, system=system, metrics=metrics, scores=run_scores, y_true_test=labels[test_mask],
               y_pred_test=predictions[test_mask], label_names=label_names)

@@ -91,13 +91,14 @@ def _path_part(name: str) -> str:
     return cleaned or "unnamed"
 
 
-def _jsonable(value):
+def jsonable(value):
+    """``value`` with numpy arrays/scalars and paths turned into JSON types; non-finite floats → None."""
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
+        return jsonable(value.tolist())
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, Path):
@@ -111,7 +112,7 @@ def write_json(path: str | Path, data: dict) -> Path:
     """Write ``data`` (numpy values allowed) as indented JSON; non-finite floats become null."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(_jsonable(data), indent=2) + "\n")
+    path.write_text(json.dumps(jsonable(data), indent=2) + "\n")
     return path
 
 

@@ -103,8 +103,10 @@ def extract_features(manifest: Manifest, extractor: Extractor, out: str | Path, 
         "network": extractor.name, "layer": str(extractor.layer), "weights": extractor.weights,
         "weights_sha256": extractor.weights_sha256 or "", "dataset": manifest.name,
         "manifest_sha256": manifest.fingerprint(), "versions": __import__("json").dumps(versions())})
-    handler = logging.FileHandler(str(out) + ".log")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    handler = logging.FileHandler(str(out) + ".log")  # every run appends: commits, skips, resumes
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    handler.setLevel(logging.INFO)
+    log.setLevel(logging.INFO)
     log.addHandler(handler)
     labels, folds, ids = manifest.label_indices(), manifest.folds(), manifest.ids()
     start = writer.clips_done
@@ -114,7 +116,6 @@ def extract_features(manifest: Manifest, extractor: Extractor, out: str | Path, 
     loader = DataLoader(ClipFrontend(manifest, extractor, start), batch_size=clips_per_batch, shuffle=False,
                         num_workers=workers, collate_fn=_collate, prefetch_factor=4 if workers else None,
                         multiprocessing_context="fork" if workers else None)
-    t0 = time.perf_counter()
     done = start
     bar = None
     if progress:
@@ -122,6 +123,7 @@ def extract_features(manifest: Manifest, extractor: Extractor, out: str | Path, 
 
         bar = tqdm(total=len(manifest), initial=start, unit="clip", desc=f"extract {extractor.name}")
     try:
+        t0 = time.perf_counter()
         for batch in loader:
             good = [c for c in batch if c.error is None]
             skipped = [(ids[c.index], c.error) for c in batch if c.error is not None]
@@ -142,8 +144,10 @@ def extract_features(manifest: Manifest, extractor: Extractor, out: str | Path, 
                         row_folds.append(folds[c.index])
                         row_starts.append(seg_start)
             done = batch[-1].index + 1
-            writer.commit(np.array(rows, dtype=np.float32).reshape(len(rows), -1), row_ids, row_labels, row_folds,
-                          row_starts if extractor.segment else None, clips_done=done, skipped=skipped)
+            writer.commit(np.stack(rows) if rows else np.zeros((0, 0), np.float32), row_ids, row_labels, row_folds,
+                          row_starts if extractor.segment else None, clips_done=done, skipped=skipped,
+                          seconds=time.perf_counter() - t0)
+            t0 = time.perf_counter()
             log.info("committed %d/%d clips", done, len(manifest))
             if bar is not None:
                 bar.update(len(batch))
@@ -156,10 +160,8 @@ def extract_features(manifest: Manifest, extractor: Extractor, out: str | Path, 
         raise
     if bar is not None:
         bar.close()
-    seconds = time.perf_counter() - t0
-    writer.file.attrs["extract_seconds"] = float(writer.file.attrs.get("extract_seconds", 0.0)) + seconds
-    total = float(writer.file.attrs["extract_seconds"])
-    path = writer.finish({"clips_per_second": (len(manifest) / total) if total > 0 else 0.0,
+    total = writer.seconds()
+    path = writer.finish({"extract_seconds": total, "clips_per_second": (len(manifest) / total) if total > 0 else 0.0,
                           "device": str(extractor.device)})
     log.info("wrote %s (%d clips, %.1f s)", path, len(manifest), total)
     log.removeHandler(handler)

@@ -23,6 +23,7 @@ and labels are used for nothing but the final prediction and its evaluation.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +31,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.utils.validation import check_array, check_is_fitted, check_X_y
 
+from .classify import C_PARAM, DEFAULT_C_GRID, decision_scores, make_svm
 from .errors import ConfigError, StoreError
 from .scores import Scores, read_scores
 
@@ -181,24 +183,54 @@ class MajorityVote(_BlockFusion):
         return votes / n_systems + _softmax(z.mean(axis=1)) / (2 * n_systems)
 
 
-class StackingFusion(ClassifierMixin, BaseEstimator):
-    """Stacking: a linear SVM on the standardised concatenated scores of all systems, its C
-    chosen by cross-validation over the folds passed as ``groups`` to :meth:`fit` (one fold
-    held out at a time; stratified 5-fold when no groups are given).
+def _decision_accuracy(estimator, X, y) -> float:
+    """Accuracy of the argmax of the decision scores, the prediction every stage reports (for
+    ``SVC`` it can differ from ``predict``, which breaks one-vs-one vote ties by class order)."""
+    scores = decision_scores(estimator, X, int(np.max(estimator.classes_)) + 1)
+    return float(np.mean(scores.argmax(axis=1) == y))
 
-    Fitted attributes: ``model_`` (the SVM pipeline refitted on all training rows with
-    ``best_C_``), ``cv_results_`` (``{C: mean CV accuracy}``), ``best_score_``.
+
+class StackingFusion(ClassifierMixin, BaseEstimator):
+    """Stacking: the linear SVM of ``deepfeat svm`` (:func:`deepfeat.classify.make_svm`:
+    standardisation, then a linear SVM) on the concatenated scores of all systems, its C chosen
+    from ``Cs`` by cross-validation over the folds passed as ``groups`` to :meth:`fit` (one
+    fold held out at a time; stratified 4-fold when no groups are given).
+
+    The choice follows :func:`deepfeat.classify.evaluate_fold`: the C with the highest mean
+    accuracy over the held-out folds, the smallest C on ties. Fitted attributes: ``model_``
+    (the pipeline refitted on all rows with ``best_C_``), ``best_score_`` (its mean CV
+    accuracy) and ``cv_results_`` (per C: mean, std and per-fold accuracy).
     """
 
-    def __init__(self, Cs=None):
+    def __init__(self, Cs=DEFAULT_C_GRID, kind: str = "svc", class_weight: str | None = None,
+                 n_jobs: int | None = None):
         self.Cs = Cs
+        self.kind = kind
+        self.class_weight = class_weight
+        self.n_jobs = n_jobs
 
     def fit(self, X, y, groups=None):
+        from sklearn.model_selection import GridSearchCV, LeaveOneGroupOut, StratifiedKFold
+
         X, y = check_X_y(X, y)
         self.n_features_in_ = X.shape[1]
-        tuned = tune_linear_svm(X, y, groups, Cs=self.Cs)
-        self.model_, self.best_C_, self.cv_results_ = tuned.model, tuned.best_C, tuned.cv_results
-        self.best_score_ = self.cv_results_[self.best_C_]
+        grid = sorted({float(c) for c in self.Cs})
+        if not grid or grid[0] <= 0:
+            raise ConfigError(f"the stacking C grid needs positive values, got {self.Cs!r}")
+        cv = LeaveOneGroupOut() if groups is not None else StratifiedKFold(4)
+        search = GridSearchCV(make_svm(kind=self.kind, class_weight=self.class_weight), {C_PARAM: grid},
+                              scoring=_decision_accuracy, cv=cv, n_jobs=self.n_jobs, refit=True)
+        search.fit(X, y, groups=groups)
+        res = search.cv_results_
+        n_splits = search.n_splits_
+        self.cv_results_ = [{"C": c, "accuracy": float(res["mean_test_score"][i]),
+                             "accuracy_std": float(res["std_test_score"][i]),
+                             "fold_accuracy": [float(res[f"split{k}_test_score"][i]) for k in range(n_splits)]}
+                            for i, c in enumerate(grid)]
+        # GridSearchCV keeps the first of equal scores: with the grid ascending, the smallest C.
+        self.best_C_ = float(search.best_params_[C_PARAM])
+        self.best_score_ = float(search.best_score_)
+        self.model_ = search.best_estimator_
         self.classes_ = self.model_.classes_
         return self
 
@@ -221,6 +253,14 @@ def make_fusion(method: str, n_classes: int | None = None, **params):
     if method != "stacking":
         params["n_classes"] = n_classes
     return METHODS[method](**params)
+
+
+def fusion_params(method: str, params: dict | None = None) -> dict:
+    """Every parameter of the ``method`` fusion that shapes its result, defaults filled in
+    (``n_classes`` comes from the data, ``n_jobs`` changes only speed)."""
+    full = make_fusion(method, **(params or {})).get_params()
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in sorted(full.items())
+            if k not in ("n_classes", "n_jobs")}
 
 
 # --- which system made a scores file, and the paper's fusion groups ---------------------------
@@ -295,13 +335,174 @@ def select_group(results_dir: str | Path, group: str, test_fold: int | None = No
     if group not in GROUPS:
         raise ConfigError(f"unknown fusion group {group!r}; choose one of {', '.join(GROUPS)}")
     member = GROUPS[group][1]
-    chosen = []
-    for path in find_scores(results_dir):
+    by_system: dict[str, Path] = {}
+    # a run's own folder before deeper ones (its --cv fold-k/ folders)
+    for path in sorted(find_scores(results_dir), key=lambda p: (len(p.parts), p)):
         s = read_scores(path)
         if (test_fold is None or s.test_fold == test_fold) and member(system_info(s)):
-            chosen.append(path)
+            kept = by_system.setdefault(s.system, path)
+            if kept != path:
+                log.warning("%s: another scores file of %s for this test fold; using %s", path, s.system, kept)
+    chosen = sorted(by_system.values())
     if len(chosen) < 2:
         raise ConfigError(f"{results_dir}: fusion group {group!r} ({GROUPS[group][0]}) needs at least two systems' "
                           f"scores{'' if test_fold is None else f' for test fold {test_fold}'}, found {len(chosen)}; "
                           "run the missing `deepfeat svm` / `deepfeat crnn` first")
     return chosen
+
+
+# --- running a fusion under the fold protocol -------------------------------------------------
+def dataset_name(scores: Scores) -> str | None:
+    """The dataset a scores file was made from, as its config records it (svm: the store's
+    ``dataset.name``; crnn and fuse: ``dataset``)."""
+
+    def find(config):
+        if isinstance(config, dict):
+            value = config.get("dataset")
+            if isinstance(value, str):
+                return value
+            if isinstance(value, dict) and isinstance(value.get("name"), str):
+                return value["name"]
+            for sub in config.values():
+                found = find(sub)
+                if found:
+                    return found
+        return None
+
+    return find(scores.config)
+
+
+def fused_system_name(method: str, systems: list[str], group: str | None = None) -> str:
+    """``fusion-<group>-<method>`` for a named group, else ``fusion-<method>-<systems joined by +>``
+    (``svm-`` prefixes dropped; a short hash when that is longer than 80 characters)."""
+    if group:
+        return f"fusion-{group}-{method}"
+    joined = "+".join(sorted(s.removeprefix("svm-") for s in systems))
+    if len(joined) > 80:
+        import hashlib
+
+        joined = f"{len(systems)}systems-{hashlib.sha256(joined.encode()).hexdigest()[:8]}"
+    return f"fusion-{method}-{joined}"
+
+
+def fusion_config(paths: list[str | Path], systems: list[str], method: str, params: dict | None = None,
+                  group: str | None = None) -> dict:
+    """What identifies a fusion run: method, its parameters, group and each input's system and
+    file checksum (a re-run of an input system changes it). Stored in the fused scores and in
+    ``metrics.json["fusion"]``; the experiment driver compares it to skip finished runs."""
+    from .weights import file_sha256
+
+    return {"method": method, "params": fusion_params(method, params), "group": group,
+            "inputs": [{"system": s, "path": str(p), "sha256": file_sha256(p)} for p, s in zip(paths, systems)]}
+
+
+@dataclass
+class FusionResult:
+    """A fusion's outcome on one test fold (the same pieces as :class:`deepfeat.classify.FoldResult`)."""
+
+    metrics: dict
+    scores: Scores
+    model: object
+    y_true_test: np.ndarray
+    y_pred_test: np.ndarray
+
+
+def evaluate_fusion(inputs: list[Scores], method: str = "stacking", *, params: dict | None = None,
+                    system: str | None = None, config: dict | None = None) -> FusionResult:
+    """Fuse aligned scores (:func:`align_scores`) on their test fold.
+
+    The fusion model is fitted on the development rows (the systems' out-of-fold scores) with
+    their folds as CV groups and scores the test rows. Development rows of the fused scores are
+    out-of-fold too: for each development fold, the fusion fitted on the other development folds
+    (stacking: with the chosen C, so these are the CV models its C was chosen by). The devel
+    scores are the means over development folds, as in ``deepfeat svm``.
+    """
+    from .evaluation import SCORE_NAMES, classification_metrics, development_folds
+
+    t0 = time.perf_counter()
+    ref = inputs[0]
+    names = list(ref.label_names)
+    n_classes = len(names)
+    X, y, folds = stack_scores(inputs), ref.labels, ref.folds
+    if (y < 0).any() or (y >= n_classes).any():
+        raise StoreError(f"{ref.system}: {int(((y < 0) | (y >= n_classes)).sum())} clips have no valid label; "
+                         "fusion is trained and scored on labelled clips")
+    if not np.all(np.isfinite(X)):
+        bad = [s.system for s in inputs if not np.all(np.isfinite(s.scores))]
+        raise StoreError(f"{', '.join(bad)}: scores hold NaN/inf; re-run those systems")
+    dev_folds = development_folds(folds, ref.test_fold, source=ref.system)
+    dev, test = np.isin(folds, dev_folds), folds == ref.test_fold
+    params = dict(params or {})
+    estimator = make_fusion(method, n_classes=n_classes, **params)
+
+    model = clone(estimator).fit(X[dev], y[dev], groups=folds[dev])
+    oof_estimator = clone(estimator)
+    if isinstance(model, StackingFusion):
+        oof_estimator.set_params(Cs=(model.best_C_,))
+    fused = np.full((len(X), n_classes), np.nan)
+    for k in dev_folds:
+        train, held = dev & (folds != k), folds == k
+        fold_model = clone(oof_estimator).fit(X[train], y[train], groups=folds[train])
+        fused[held] = decision_scores(fold_model, X[held], n_classes)
+    fused[test] = decision_scores(model, X[test], n_classes)
+    seconds = time.perf_counter() - t0
+
+    predictions = fused.argmax(axis=1)
+    per_fold = [classification_metrics(y[folds == k], predictions[folds == k], names) for k in dev_folds]
+    devel = {name: float(np.mean([m[name] for m in per_fold])) for name in SCORE_NAMES}
+    test_metrics = classification_metrics(y[test], predictions[test], names)
+    systems = [s.system for s in inputs]
+    system = system or fused_system_name(method, systems)
+    stacking = isinstance(model, StackingFusion)
+    metrics = {
+        "dataset": dataset_name(ref), "systems": systems, "method": method,
+        "test_fold": int(ref.test_fold), "development_folds": dev_folds,
+        "folds": sorted(int(f) for f in np.unique(folds)), "best_C": model.best_C_ if stacking else None,
+        **{f"devel_{k}": v for k, v in devel.items()}, **{f"test_{k}": v for k, v in test_metrics.items() if k != "n"},
+        "devel_fold_accuracy": {int(k): m["accuracy"] for k, m in zip(dev_folds, per_fold)},
+        "cv": model.cv_results_ if stacking else None, "estimator": repr(model),
+        "n_features": int(X.shape[1]), "n_classes": n_classes,
+        "n_devel": int(dev.sum()), "n_test": int(test.sum()),
+        "fusion": config or {"method": method, "params": fusion_params(method, params), "group": None,
+                             "inputs": [{"system": s} for s in systems]},
+        "timings": {"fusion_seconds": seconds},
+    }
+    scores = Scores(system=system, ids=ref.ids, folds=folds, labels=y, label_names=names,
+                    scores=fused.astype(np.float32), test_fold=ref.test_fold, score_kind="decision_function",
+                    config={"fusion": metrics["fusion"], "dataset": metrics["dataset"]})
+    return FusionResult(metrics, scores, model, y[test], predictions[test])
+
+
+def run_fusion(paths: list[str | Path], *, method: str = "stacking", fold: int | None = 5,
+               run_dir: str | Path | None = None, group: str | None = None, results_dir: str | Path | None = None,
+               system: str | None = None, params: dict | None = None) -> dict:
+    """``deepfeat fuse``: read and align the scores files, fuse with ``method``, write the run
+    directory (:func:`deepfeat.evaluation.write_run`) and return its metrics.
+
+    ``run_dir`` defaults to ``RESULTS_DIR/<system>`` when ``results_dir`` is given (``--group``),
+    else ``results/<dataset>/<system>``.
+    """
+    from .evaluation import default_run_dir, write_run
+
+    t0 = time.perf_counter()
+    paths = [Path(p) for p in paths]
+    inputs = read_aligned(paths)
+    if fold is not None and inputs[0].test_fold != fold:
+        raise ConfigError(f"{paths[0]}: holds scores for test fold {inputs[0].test_fold}, not --fold {fold}; "
+                          f"pass --fold {inputs[0].test_fold} or fuse runs made with --fold {fold}")
+    systems = [s.system for s in inputs]
+    if len(inputs) < 2:
+        log.warning("fusing a single system (%s): the fusion only re-learns its scores", systems[0])
+    params = dict(params or {})
+    system = system or fused_system_name(method, systems, group)
+    config = fusion_config(paths, systems, method, params, group)
+    result = evaluate_fusion(inputs, method, params=params, system=system, config=config)
+    if run_dir is None:
+        run_dir = Path(results_dir) / system if results_dir is not None else default_run_dir(
+            result.metrics["dataset"] or "", system)
+    run_dir = Path(run_dir)
+    metrics = result.metrics
+    metrics["timings"]["total_seconds"] = time.perf_counter() - t0
+    write_run(run_dir, system=system, metrics=metrics, scores=result.scores, y_true_test=result.y_true_test,
+              y_pred_test=result.y_pred_test, label_names=result.scores.label_names, model=result.model)
+    return {"system": system, **metrics, "run_dir": str(run_dir)}

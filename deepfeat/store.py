@@ -17,14 +17,16 @@ Attributes: ``config`` (canonical JSON of the full extraction configuration), ``
 ``layer``, ``weights``, ``weights_sha256``, ``dataset``, ``manifest_sha256``, ``versions``
 (JSON), ``n_clips``, ``complete``, and timings (``extract_seconds``).
 
-Writing goes to ``OUT.h5.partial`` in whole batches, each flushed with the count of clips it
-completes; a killed run reopens the partial file, drops anything past the last committed batch
-and continues. Only a finished store is renamed to ``OUT.h5``.
+Writing commits whole batches to a journal folder ``OUT.h5.partial/`` (one file per batch,
+each renamed into place once on disk, with the count of clips it completes); a killed run
+reads the journal and continues after the last committed batch. Only a finished store is
+written and renamed to ``OUT.h5``.
 """
 from __future__ import annotations
 
 import json
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,7 +39,6 @@ from .errors import StoreError
 FORMAT = "deepfeat.features"
 FORMAT_VERSION = 1
 _STR = h5py.string_dtype("utf-8")
-_ROW_DATASETS = ("ids", "labels", "folds", "window_starts")
 
 
 @dataclass
@@ -99,17 +100,27 @@ def read_store(path: str | Path) -> FeatureSet:
         )
 
 
+def _stored_config(candidate: Path) -> str | None:
+    if candidate.is_dir():
+        try:
+            return json.loads((candidate / _HEADER).read_text())["config"]
+        except (OSError, ValueError, KeyError):
+            raise StoreError(f"{candidate}: unfinished run without a readable {_HEADER}; delete the folder "
+                             "or pass --overwrite") from None
+    try:
+        with h5py.File(candidate, "r") as f:
+            return f.attrs.get("config")
+    except OSError:
+        raise StoreError(f"{candidate}: exists but is not a readable HDF5 file; delete it or pass --overwrite") from None
+
+
 def store_status(path: str | Path, config: dict) -> str:
     """``"complete"`` if ``path`` is a finished store of ``config``, ``"partial"`` if an unfinished
-    one of ``config`` exists, ``"absent"`` if neither; raises if either holds another configuration."""
+    run of ``config`` exists, ``"absent"`` if neither; raises if either holds another configuration."""
     path = Path(path)
     for candidate, state in ((path, "complete"), (Path(str(path) + ".partial"), "partial")):
         if candidate.exists():
-            try:
-                with h5py.File(candidate, "r") as f:
-                    stored = f.attrs.get("config")
-            except OSError:
-                raise StoreError(f"{candidate}: exists but is not a readable HDF5 file; delete it or pass --overwrite") from None
+            stored = _stored_config(candidate)
             if stored != canonical_json(config):
                 raise StoreError(f"{candidate}: was made with a different configuration "
                                  f"({describe_difference(json.loads(stored or '{}'), config)}); "
@@ -131,7 +142,13 @@ def describe_difference(old: dict, new: dict, prefix: str = "") -> str:
 
 
 class StoreWriter:
-    """Appends committed batches of rows to ``OUT.h5.partial``; :meth:`finish` publishes ``OUT.h5``."""
+    """Commits batches of rows to a journal folder ``OUT.h5.partial/``; :meth:`finish` writes ``OUT.h5``.
+
+    Each commit is one ``.npz`` file written to a temporary name and renamed into place, so a run
+    killed at any instant (Ctrl-C, ``kill -9``, power loss) keeps every committed batch and never
+    leaves a half-written file behind; the HDF5 store itself is written once, at the end, streaming
+    the batches in order (memory does not grow with the number of clips).
+    """
 
     def __init__(self, path: str | Path, config: dict, label_names: list[str], n_clips: int,
                  attrs: dict | None = None, overwrite: bool = False):
@@ -139,91 +156,111 @@ class StoreWriter:
         self.partial = Path(str(self.path) + ".partial")
         self.config_json = canonical_json(config)
         if overwrite:
-            for p in (self.path, self.partial):
-                if p.exists():
-                    p.unlink()
+            if self.path.exists():
+                self.path.unlink()
+            shutil.rmtree(self.partial, ignore_errors=True)
         state = store_status(self.path, config)
         if state == "complete":
             raise StoreError(f"{self.path}: already complete for this configuration")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        if state == "partial":
-            self.file = h5py.File(self.partial, "r+")
-            self._truncate_to_commit()
-        else:
-            self.file = h5py.File(self.partial, "w", libver="latest")
-            self.file.attrs.update({"format": FORMAT, "format_version": FORMAT_VERSION, "config": self.config_json,
-                                    "n_clips": n_clips, "clips_done": 0, "rows_done": 0, "complete": False,
-                                    **(attrs or {})})
-            self.file.create_dataset("label_names", data=np.array(label_names, dtype=object), dtype=_STR)
-            self.file.create_group("skipped")
-            for name in ("ids", "reasons"):
-                self.file["skipped"].create_dataset(name, shape=(0,), maxshape=(None,), dtype=_STR)
-            self.file.attrs["skipped_done"] = 0
-            self.file.flush()
+        if state == "absent":
+            self.partial.mkdir(parents=True, exist_ok=True)
+            header = {"config": self.config_json, "label_names": list(label_names), "n_clips": n_clips,
+                      "attrs": attrs or {}}
+            _atomic_write_bytes(self.partial / _HEADER, json.dumps(header).encode())
+        self.header = json.loads((self.partial / _HEADER).read_text())
+        self.batches = sorted(self.partial.glob("batch-*.npz"))
+        for stale in self.partial.glob("*.tmp"):
+            stale.unlink()
 
     @property
     def clips_done(self) -> int:
         """Clips (in manifest order) fully processed and committed: where a resumed run starts."""
-        return int(self.file.attrs["clips_done"])
-
-    def _truncate_to_commit(self) -> None:
-        rows, skipped = int(self.file.attrs["rows_done"]), int(self.file.attrs["skipped_done"])
-        for name in ("features", *_ROW_DATASETS):
-            if name in self.file and self.file[name].shape[0] > rows:
-                self.file[name].resize(rows, axis=0)
-        for name in ("ids", "reasons"):
-            self.file["skipped"][name].resize(skipped, axis=0)
-
-    def _create_rows(self, dim: int, windowed: bool) -> None:
-        chunk = max(1, min(256, (1 << 20) // (4 * dim)))
-        self.file.create_dataset("features", shape=(0, dim), maxshape=(None, dim), dtype=np.float32,
-                                 chunks=(chunk, dim), compression="gzip", compression_opts=4, shuffle=True)
-        self.file.create_dataset("ids", shape=(0,), maxshape=(None,), dtype=_STR, chunks=(1024,))
-        for name, dtype in (("labels", np.int64), ("folds", np.int64)) + ((("window_starts", np.float64),) if windowed else ()):
-            self.file.create_dataset(name, shape=(0,), maxshape=(None,), dtype=dtype, chunks=(1024,))
-
-    @staticmethod
-    def _append(ds, values) -> None:
-        n = ds.shape[0]
-        ds.resize(n + len(values), axis=0)
-        ds[n:] = values
+        if not self.batches:
+            return 0
+        with np.load(self.batches[-1]) as last:
+            return int(last["clips_done"])
 
     def commit(self, features: np.ndarray, ids: list[str], labels, folds, window_starts=None,
-               clips_done: int = 0, skipped: list[tuple[str, str]] = ()) -> None:
-        """Append a batch of rows and mark the first ``clips_done`` manifest clips finished."""
+               clips_done: int = 0, skipped: list[tuple[str, str]] = (), seconds: float = 0.0) -> None:
+        """Durably record a batch of rows and that the first ``clips_done`` manifest clips are finished."""
         features = np.asarray(features, dtype=np.float32)
-        if len(features):
-            if "features" not in self.file:
-                self._create_rows(features.shape[1], window_starts is not None)
-            if not np.all(np.isfinite(features)):
-                raise StoreError(f"{self.partial}: non-finite features produced; this is a bug, please report it")
-            self._append(self.file["features"], features)
-            self._append(self.file["ids"], np.array(ids, dtype=object))
-            self._append(self.file["labels"], np.asarray(labels, dtype=np.int64))
-            self._append(self.file["folds"], np.asarray(folds, dtype=np.int64))
-            if window_starts is not None:
-                self._append(self.file["window_starts"], np.asarray(window_starts, dtype=np.float64))
-        if skipped:
-            self._append(self.file["skipped/ids"], np.array([s[0] for s in skipped], dtype=object))
-            self._append(self.file["skipped/reasons"], np.array([s[1] for s in skipped], dtype=object))
-        self.file.flush()  # data first, then the commit marker
-        self.file.attrs["rows_done"] = self.file["features"].shape[0] if "features" in self.file else 0
-        self.file.attrs["skipped_done"] = self.file["skipped/ids"].shape[0]
-        self.file.attrs["clips_done"] = clips_done
-        self.file.flush()
+        if features.size and not np.all(np.isfinite(features)):
+            raise StoreError(f"{self.partial}: non-finite features produced; this is a bug, please report it")
+        target = self.partial / f"batch-{len(self.batches):07d}.npz"
+        tmp = target.with_suffix(".tmp")
+        with open(tmp, "wb") as f:
+            np.savez(f, features=features, ids=np.array(ids, dtype=str), labels=np.asarray(labels, dtype=np.int64),
+                     folds=np.asarray(folds, dtype=np.int64),
+                     window_starts=np.asarray(window_starts if window_starts is not None else [], dtype=np.float64),
+                     windowed=window_starts is not None, clips_done=clips_done, seconds=seconds,
+                     skipped_ids=np.array([s[0] for s in skipped], dtype=str),
+                     skipped_reasons=np.array([s[1] for s in skipped], dtype=str))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+        self.batches.append(target)
+
+    def seconds(self) -> float:
+        """Processing time summed over every committed batch, across resumed sessions."""
+        total = 0.0
+        for b in self.batches:
+            with np.load(b) as z:
+                total += float(z["seconds"])
+        return total
 
     def finish(self, attrs: dict | None = None) -> Path:
-        """Mark complete, close and atomically rename to the final path."""
-        if "features" not in self.file:
-            self.close()
-            raise StoreError(f"{self.partial}: no clip could be processed (see the skipped list and log); "
-                             "check the audio files")
-        self.file.attrs.update(attrs or {})
-        self.file.attrs["complete"] = True
-        self.close()
-        os.replace(self.partial, self.path)
+        """Write the HDF5 store from the committed batches and atomically publish it."""
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        rows = 0
+        with h5py.File(tmp, "w") as f:
+            f.attrs.update({"format": FORMAT, "format_version": FORMAT_VERSION, "config": self.config_json,
+                            "n_clips": self.header["n_clips"], **self.header["attrs"], **(attrs or {})})
+            f.create_dataset("label_names", data=np.array(self.header["label_names"], dtype=object), dtype=_STR)
+            for name in ("ids", "reasons"):
+                f.create_dataset(f"skipped/{name}", shape=(0,), maxshape=(None,), dtype=_STR)
+            for b in self.batches:
+                with np.load(b) as z:
+                    if len(z["features"]):
+                        if "features" not in f:
+                            _create_rows(f, z["features"].shape[1], bool(z["windowed"]))
+                        for name in ("features", "ids", "labels", "folds") + (("window_starts",) if z["windowed"] else ()):
+                            _append(f[name], z[name] if name != "ids" else z[name].astype(object))
+                        rows += len(z["features"])
+                    _append(f["skipped/ids"], z["skipped_ids"].astype(object))
+                    _append(f["skipped/reasons"], z["skipped_reasons"].astype(object))
+            f.attrs["complete"] = True
+        if rows == 0:
+            tmp.unlink()
+            raise StoreError(f"{self.path}: no clip could be processed (see the skipped list in {self.partial} and "
+                             "the log); check the audio files")
+        os.replace(tmp, self.path)
+        shutil.rmtree(self.partial, ignore_errors=True)
         return self.path
 
     def close(self) -> None:
-        if self.file.id.valid:
-            self.file.close()
+        """Nothing to release: every commit is already on disk."""
+
+
+_HEADER = "header.json"
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _create_rows(f: h5py.File, dim: int, windowed: bool) -> None:
+    chunk = max(1, min(256, (1 << 20) // (4 * dim)))
+    f.create_dataset("features", shape=(0, dim), maxshape=(None, dim), dtype=np.float32,
+                     chunks=(chunk, dim), compression="gzip", compression_opts=4, shuffle=True)
+    f.create_dataset("ids", shape=(0,), maxshape=(None,), dtype=_STR, chunks=(1024,))
+    for name, dtype in (("labels", np.int64), ("folds", np.int64)) + ((("window_starts", np.float64),) if windowed else ()):
+        f.create_dataset(name, shape=(0,), maxshape=(None,), dtype=dtype, chunks=(1024,))
+
+
+def _append(ds, values) -> None:
+    n = ds.shape[0]
+    ds.resize(n + len(values), axis=0)
+    if len(values):
+        ds[n:] = values

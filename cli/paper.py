@@ -1,0 +1,41 @@
+"""``deepfeat paper DATA [--fold 5]`` → :func:`deepfeat.experiment.run_experiment`: the whole
+experiment on one dataset (extract, svm, crnn, fuse, report), skipping finished stages."""
+from __future__ import annotations
+
+import click
+
+from .options import fold_option
+
+
+@click.command("paper")
+@click.argument("data", type=click.Path(exists=True))
+@fold_option
+@click.option("-n", "--features", "feature_sets", multiple=True, metavar="NETWORK[:WEIGHTS]",
+              help="Feature set to extract and classify; repeat it (default: efficientnet_lite0:imagenet, "
+                   "densenet121:none, resnet50:none, vgg16:none, birdnet).")
+@click.option("--crnn-epochs", type=int, default=100, show_default=True, help="CRNN training epochs; 0: no CRNN.")
+@click.option("--crnn-augment", default="none", show_default=True, help="CRNN augmentations (as `deepfeat crnn --augment`).")
+@click.option("-m", "--method", "methods", type=click.Choice(["stacking", "mean", "vote"]), multiple=True,
+              default=("stacking", "mean", "vote"), show_default=True, help="Fusion methods; repeat it.")
+@click.option("--features-dir", type=click.Path(file_okay=False), default="features", show_default=True,
+              help="Where the feature stores go.")
+@click.option("--results", "results_root", type=click.Path(file_okay=False), default="results", show_default=True,
+              help="Results root: runs go to RESULTS/<dataset>/<system>/.")
+@click.option("--device", default=None, help="cpu, cuda, ... for extract and crnn (default: CUDA when available).")
+@click.option("--dry-run", is_flag=True, help="Print the commands and what is already done; run nothing.")
+def paper(data, fold, feature_sets, crnn_epochs, crnn_augment, methods, features_dir, results_root, device, dry_run):
+    """Run the paper's experiment on DATA end to end: extract every feature set, an SVM on each,
+    the CRNN, every fusion group with every method, and the results table
+    (RESULTS/<dataset>/README.md). Rerunning skips finished stages.
+    """
+    from pathlib import Path
+
+    from deepfeat.experiment import PAPER_FEATURES, Experiment, FeatureSpec, run_experiment
+
+    exp = Experiment(Path(data), fold=fold,
+                     features=tuple(FeatureSpec.parse(f) for f in feature_sets) or PAPER_FEATURES,
+                     crnn_epochs=crnn_epochs or None, crnn_augment=crnn_augment, methods=methods,
+                     features_dir=Path(features_dir), results_root=Path(results_root), device=device)
+    results_dir = run_experiment(exp, echo=click.echo, dry_run=dry_run)
+    if not dry_run:
+        click.echo(f"results table: {results_dir / 'README.md'}")

@@ -1,0 +1,242 @@
+"""The paper's experiment on one dataset, end to end and resumable (``deepfeat paper DATA``,
+``make paper DATA=...``).
+
+Stages, each a ``deepfeat`` command run in a child process (printed, so any stage can be
+re-run by hand): ``extract`` every configured feature set → ``svm`` on each store → ``crnn``
+→ ``fuse`` every paper group with every method → ``report``. Re-running skips what is finished:
+
+* extract: always called; ``deepfeat extract`` itself returns at once when the store is
+  complete for the same configuration (and refuses a store of another configuration);
+* svm: skipped when ``metrics.json`` of the run names the same store checksum and test fold
+  and the default protocol (SVM kind, C grid);
+* crnn: skipped when ``metrics.json`` has the same test fold, dataset manifest, training,
+  mel and duration configuration;
+* fuse: skipped when ``metrics.json["fusion"]`` equals the configuration the run would have
+  (method, parameters, group and each input's scores checksum: a re-run input re-fuses).
+
+Outputs: ``features/<dataset>-<network>-<weights>.h5`` and ``results/<dataset>/<system>/``.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .config import canonical_json
+from .errors import ConfigError, DeepfeatError
+from .evaluation import RESULTS_DIR, default_run_dir
+
+log = logging.getLogger("deepfeat.experiment")
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """One feature set: ``deepfeat extract -n NETWORK [-w WEIGHTS]`` with default plot options."""
+
+    network: str
+    weights: str | None = None  #: None: the extractor's own default
+
+    @classmethod
+    def parse(cls, text: str) -> "FeatureSpec":
+        """``NETWORK`` or ``NETWORK:WEIGHTS`` (e.g. ``densenet121:none``)."""
+        network, _, weights = text.partition(":")
+        if not network:
+            raise ConfigError(f"feature set {text!r}: write NETWORK or NETWORK:WEIGHTS, e.g. densenet121:none")
+        return cls(network, weights or None)
+
+    def store(self, features_dir: Path, dataset: str) -> Path:
+        """``<features_dir>/<dataset>-<network>-<weights>.h5`` (a checkpoint path by its file stem)."""
+        weights = self.weights or "default"
+        if "/" in weights or "\\" in weights:
+            weights = Path(weights).stem
+        return features_dir / f"{dataset}-{self.network}-{weights}.h5"
+
+    def extract_args(self) -> list[str]:
+        return ["-n", self.network] + (["-w", self.weights] if self.weights else [])
+
+
+#: The feature sets of the ESC-10 experiment obtainable offline: EfficientNet-Lite0 (ImageNet),
+#: three randomly initialised image CNNs (the paper's "no pre-training" rows) and BirdNET.
+PAPER_FEATURES = (
+    FeatureSpec("efficientnet_lite0", "imagenet"),
+    FeatureSpec("densenet121", "none"),
+    FeatureSpec("resnet50", "none"),
+    FeatureSpec("vgg16", "none"),
+    FeatureSpec("birdnet"),
+)
+
+
+@dataclass
+class Experiment:
+    """What ``deepfeat paper`` runs on one dataset."""
+
+    data: Path
+    fold: int = 5
+    features: Sequence[FeatureSpec] = PAPER_FEATURES
+    crnn_epochs: int | None = 100  #: None: no CRNN
+    crnn_augment: str = "none"
+    methods: Sequence[str] = ("stacking", "mean", "vote")
+    groups: Sequence[str] | None = None  #: None: every group of :data:`deepfeat.fusion.GROUPS`
+    features_dir: Path = Path("features")
+    results_root: Path = RESULTS_DIR
+    device: str | None = None
+    dataset: str = field(init=False, default="")
+    manifest_sha256: str = field(init=False, default="")
+
+
+#: Runs ``deepfeat ARGS...``; returns the exit status.
+Runner = Callable[[list[str]], int]
+
+
+def run_deepfeat(args: list[str]) -> int:
+    """``deepfeat ARGS...`` in a child process (fresh memory and CUDA context per stage)."""
+    return subprocess.run([sys.executable, "-m", "deepfeat.cli.main", *args]).returncode
+
+
+def _run_dir(exp: Experiment, system: str) -> Path:
+    """``default_run_dir`` (``results/<dataset>/<system>``) under ``exp.results_root``."""
+    return exp.results_root / default_run_dir(exp.dataset, system).relative_to(RESULTS_DIR)
+
+
+def _metrics(run_dir: Path) -> dict | None:
+    try:
+        return json.loads((run_dir / "metrics.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def _same(a, b) -> bool:
+    return canonical_json(a) == canonical_json(b)
+
+
+# --- done checks: a reason the stage is finished, or None ---------------------------------------
+def svm_done(run_dir: Path, store: Path, fold: int) -> str | None:
+    from .classify import DEFAULT_C_GRID
+    from .weights import file_sha256
+
+    m = _metrics(run_dir)
+    if m is None:
+        return None
+    if (m.get("test_fold") == fold and m.get("store_sha256") == file_sha256(store) and m.get("svm") == "svc"
+            and m.get("class_weight") is None and _same(m.get("c_grid"), list(DEFAULT_C_GRID))):
+        return "metrics.json matches the store and protocol"
+    return None
+
+
+def crnn_expected(exp: Experiment) -> tuple[str, dict]:
+    """(system name, the ``metrics["config"]`` entries a matching CRNN run has)."""
+    import dataclasses
+
+    from .augment import AugmentConfig
+    from .crnn import CRNN_MEL, DEFAULT_DURATION, TrainingConfig, system_name
+
+    config = TrainingConfig(epochs=exp.crnn_epochs, augment=AugmentConfig.from_names(exp.crnn_augment.split(",")))
+    return system_name(config), {"training": config.to_dict(), "mel": dataclasses.asdict(CRNN_MEL),
+                                 "duration": DEFAULT_DURATION, "manifest_sha256": exp.manifest_sha256}
+
+
+def crnn_done(run_dir: Path, exp: Experiment, expected: dict) -> str | None:
+    m = _metrics(run_dir)
+    if m is None or m.get("test_fold") != exp.fold:
+        return None
+    config = m.get("config") or {}
+    if all(_same(config.get(k), v) for k, v in expected.items()):
+        return "metrics.json matches the training configuration"
+    return None
+
+
+def fuse_done(run_dir: Path, expected: dict) -> str | None:
+    m = _metrics(run_dir)
+    if m is not None and _same(m.get("fusion"), expected):
+        return "metrics.json matches the inputs and method"
+    return None
+
+
+# --- the driver ----------------------------------------------------------------------------------
+def _step(runner: Runner, args: list[str], echo: Callable[[str], None], dry_run: bool) -> None:
+    echo("+ deepfeat " + " ".join(args))
+    if dry_run:
+        return
+    status = runner(args)
+    if status != 0:
+        raise DeepfeatError(f"`deepfeat {' '.join(args)}` failed (exit status {status}); fix the cause and rerun: "
+                            "finished stages are kept")
+
+
+def run_experiment(exp: Experiment, *, runner: Runner = run_deepfeat, echo: Callable[[str], None] = print,
+                   dry_run: bool = False) -> Path:
+    """Run every unfinished stage of ``exp`` (see the module docstring); returns the results
+    folder of the dataset. ``dry_run`` prints the commands and what would be skipped."""
+    from .classify import system_name
+    from .datasets import load_manifest
+    from .fusion import GROUPS, fused_system_name, fusion_config, fusion_params, read_scores, select_group
+    from .store import read_store
+
+    manifest = load_manifest(exp.data)
+    exp.dataset, exp.manifest_sha256 = manifest.name, manifest.fingerprint()
+    results_dir = _run_dir(exp, "any").parent
+    device = ["--device", exp.device] if exp.device else []
+    fold = ["--fold", str(exp.fold)]
+
+    echo(f"== extract: {len(exp.features)} feature sets of {exp.dataset} ({len(manifest)} clips)")
+    stores = []
+    for spec in exp.features:
+        store = spec.store(exp.features_dir, exp.dataset)
+        _step(runner, ["extract", str(exp.data), *spec.extract_args(), "-o", str(store), "-q", *device], echo, dry_run)
+        stores.append(store)
+
+    echo("== svm: one linear SVM per feature set")
+    for store in stores:
+        if dry_run and not store.is_file():
+            echo(f"  (after extract) deepfeat svm {store}")
+            continue
+        run_dir = _run_dir(exp, system_name(read_store(store)))
+        reason = svm_done(run_dir, store, exp.fold)
+        if reason:
+            echo(f"  skip {run_dir}: {reason}")
+            continue
+        _step(runner, ["svm", str(store), *fold, "-o", str(run_dir), "-q"], echo, dry_run)
+
+    if exp.crnn_epochs:
+        echo("== crnn: trained on log-mel spectrograms")
+        system, expected = crnn_expected(exp)
+        run_dir = _run_dir(exp, system)
+        reason = crnn_done(run_dir, exp, expected)
+        if reason:
+            echo(f"  skip {run_dir}: {reason}")
+        else:
+            _step(runner, ["crnn", str(exp.data), *fold, "-o", str(run_dir), "--epochs", str(exp.crnn_epochs),
+                           "--augment", exp.crnn_augment, "-q", *device], echo, dry_run)
+
+    echo("== fuse: the paper's groups")
+    seen: dict[tuple, str] = {}
+    for group in exp.groups or list(GROUPS):
+        try:
+            paths = select_group(results_dir, group, test_fold=exp.fold)
+        except ConfigError as e:
+            echo(f"  skip group {group}: {e}")
+            continue
+        systems = [read_scores(p).system for p in paths]
+        members = tuple(sorted(systems))
+        if members in seen:
+            echo(f"  skip group {group}: the same systems as group {seen[members]}")
+            continue
+        seen[members] = group
+        for method in exp.methods:
+            run_dir = results_dir / fused_system_name(method, systems, group)
+            expected = fusion_config(paths, systems, method, fusion_params(method), group)
+            reason = fuse_done(run_dir, expected)
+            if reason:
+                echo(f"  skip {run_dir}: {reason}")
+                continue
+            _step(runner, ["fuse", "--group", group, str(results_dir), "-m", method, *fold, "-q"], echo, dry_run)
+
+    echo("== report")
+    if results_dir.is_dir():
+        _step(runner, ["report", str(results_dir), *fold], echo, dry_run)
+    return results_dir
+

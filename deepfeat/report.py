@@ -1,0 +1,287 @@
+"""The results table of one dataset, laid out like Table 3 of Amiriparian et al. (2020).
+
+:func:`write_report` collects every run folder (``metrics.json``, and ``scores.h5`` for what
+system made it) under ``results/<dataset>/`` and writes ``README.md`` there: one row per single
+system (network, pre-training, colour map or model) and per fusion, with devel and test accuracy,
+test macro F1 and UAR, the chosen SVM C and timings, then a bar chart of test accuracy
+(``test_accuracy.png``) and whether the best fusion beats the single systems.
+
+Extraction time is read from each SVM run's feature store (``extract_seconds`` attribute of the
+store named in ``metrics.json``); it is blank when the store is gone.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+
+from .errors import ConfigError, StoreError
+from .fusion import GROUPS, METHODS, SystemInfo, system_info
+from .scores import read_scores
+
+log = logging.getLogger("deepfeat.report")
+
+README = "README.md"
+CHART = "test_accuracy.png"
+#: Row order of single systems: ImageNet image CNNs, untrained ones, other image CNNs, audio models, CRNN.
+_KIND_ORDER = ("image-imagenet", "image-none", "image", "audio", "crnn", "fusion")
+_KIND_TITLES = {"image-imagenet": "image CNN", "image-none": "image CNN", "image": "image CNN", "audio": "audio model",
+                "crnn": "CRNN", "fusion": "fusion"}
+
+
+@dataclass
+class Run:
+    """One run folder: its metrics and what kind of system made it."""
+
+    path: Path  #: the run folder
+    metrics: dict
+    info: SystemInfo
+
+    @property
+    def system(self) -> str:
+        return self.metrics.get("system") or self.path.name
+
+    @property
+    def kind(self) -> str:
+        if self.info.family == "image":
+            return f"image-{self.info.weights}" if self.info.weights in ("imagenet", "none") else "image"
+        return self.info.family
+
+    @property
+    def is_fusion(self) -> bool:
+        return self.info.family == "fusion"
+
+    def sort_key(self):
+        if self.is_fusion:
+            fusion = self.metrics.get("fusion") or {}
+            group = fusion.get("group")
+            group_rank = list(GROUPS).index(group) if group in GROUPS else len(GROUPS)
+            method = fusion.get("method") or self.metrics.get("method")
+            method_rank = list(METHODS).index(method) if method in METHODS else len(METHODS)
+            return (len(_KIND_ORDER) - 1, group_rank, method_rank, self.system)
+        return (_KIND_ORDER.index(self.kind), self.info.network or "", self.system)
+
+
+def _run_info(run_dir: Path, metrics: dict) -> SystemInfo:
+    """System metadata from the run's ``scores.h5`` (as fusion groups see it), else from metrics."""
+    scores_path = run_dir / "scores.h5"
+    if scores_path.is_file():
+        try:
+            return system_info(read_scores(scores_path))
+        except StoreError as e:
+            log.warning("%s", e)
+    system = metrics.get("system") or run_dir.name
+    if "fusion" in metrics:
+        return SystemInfo(system, "fusion", network=(metrics["fusion"] or {}).get("method"))
+    if system.startswith("crnn"):
+        return SystemInfo(system, "crnn", network="crnn")
+    return SystemInfo(system, "image", network=metrics.get("network"), weights=metrics.get("weights"))
+
+
+def collect_runs(results_dir: str | Path, fold: int | None = None) -> tuple[list[Run], int]:
+    """Every run under ``results_dir`` on test fold ``fold`` (default: the fold most runs use),
+    in table order, and that fold. A system with several runs on the fold (e.g. a ``--cv``
+    run's ``fold-k/`` folder as well) keeps the one nearest to ``results_dir``."""
+    results_dir = Path(results_dir)
+    if not results_dir.is_dir():
+        raise ConfigError(f"{results_dir}: no such results folder; run `deepfeat svm`, `crnn` or `fuse` first")
+    found = []
+    for path in sorted(results_dir.rglob("metrics.json"), key=lambda p: (len(p.parts), p)):
+        try:
+            metrics = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            log.warning("%s: unreadable (%s); skipped", path, e)
+            continue
+        if not isinstance(metrics, dict) or metrics.get("test_fold") is None:
+            continue
+        found.append((path.parent, metrics))
+    if not found:
+        raise ConfigError(f"{results_dir}: no metrics.json of any run; run `deepfeat svm`, `crnn` or `fuse` first")
+    if fold is None:
+        counts = Counter(int(m["test_fold"]) for _, m in found)
+        fold = min(counts, key=lambda f: (-counts[f], f))
+    runs, seen = [], set()
+    for run_dir, metrics in found:
+        if int(metrics["test_fold"]) != fold:
+            continue
+        run = Run(run_dir, metrics, _run_info(run_dir, metrics))
+        if run.system in seen:
+            log.warning("%s: another run of %s on test fold %d; the table keeps the first", run_dir, run.system, fold)
+            continue
+        seen.add(run.system)
+        runs.append(run)
+    if not runs:
+        raise ConfigError(f"{results_dir}: no run on test fold {fold}")
+    return sorted(runs, key=Run.sort_key), fold
+
+
+def extraction(metrics: dict) -> tuple[float | None, str | None]:
+    """(seconds, device) the run's feature store took to extract, from the store's attributes."""
+    store = metrics.get("store")
+    if not store or not Path(store).is_file():
+        return None, None
+    try:
+        with h5py.File(store, "r") as f:
+            seconds = f.attrs.get("extract_seconds")
+            device = f.attrs.get("device")
+    except OSError:
+        return None, None
+    return (float(seconds) if seconds is not None else None), (str(device) if device is not None else None)
+
+
+def _member_extraction(metrics: dict) -> float | None:
+    """A fusion's cost of features: the sum of its members' extraction seconds (members that
+    have a feature store; a CRNN member adds nothing)."""
+    total, found = 0.0, False
+    for member in (metrics.get("fusion") or {}).get("inputs", []):
+        member_metrics = Path(member.get("path", "")).parent / "metrics.json"
+        if not member_metrics.is_file():
+            continue
+        try:
+            data = json.loads(member_metrics.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        seconds = extraction(data)[0] if "fusion" not in data else _member_extraction(data)
+        if seconds is not None:
+            total, found = total + seconds, True
+    return total if found else None
+
+
+def _extract_cell(run: Run) -> str:
+    if run.is_fusion:
+        seconds = _member_extraction(run.metrics)
+        return "–" if seconds is None else f"Σ {seconds:.0f}"
+    seconds, device = extraction(run.metrics)
+    return "–" if seconds is None else f"{seconds:.0f}" + (f" ({device})" if device else "")
+
+
+def _pct(value) -> str:
+    return "–" if value is None else f"{100 * value:.1f}"
+
+
+def _describe(run: Run) -> tuple[str, str, str, str]:
+    """(type, network or model, pre-training, colour map / details) cells."""
+    info, m = run.info, run.metrics
+    if run.is_fusion:
+        fusion = m.get("fusion") or {}
+        group = fusion.get("group")
+        members = f"{GROUPS[group][0]} ({len(m.get('systems', []))})" if group in GROUPS else \
+            " + ".join(m.get("systems", []))
+        return "fusion", fusion.get("method") or "", "–", members
+    if info.family == "crnn":
+        aug = m.get("augmentation") or []
+        return "CRNN", "CRNN", "none (trained on mels)", f"{m.get('epochs', '?')} epochs" + (
+            f", augment: {', '.join(aug)}" if aug else "")
+    pretraining = {"imagenet": "ImageNet", "none": "none (random init)"}.get(info.weights or "", info.weights or "–")
+    detail = (info.colormap or "–") if info.family == "image" else "–"
+    return _KIND_TITLES[run.kind], info.network or m.get("network") or "?", pretraining, detail
+
+
+def results_table(runs: list[Run]) -> str:
+    """The Markdown table: one row per run, the best devel and test accuracy in bold."""
+    head = ["System", "Type", "Network / method", "Pre-training", "Colour map / details", "Devel acc [%]",
+            "Test acc [%]", "Test macro-F1 [%]", "Test UAR [%]", "C", "Extract [s]", "Fit [s]"]
+    best = {key: max((r.metrics.get(key) or 0.0) for r in runs) for key in ("devel_accuracy", "test_accuracy")}
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" if i < 5 else "---:" for i in range(len(head))) + "|"]
+    for run in runs:
+        m = run.metrics
+        cells = [f"`{run.system}`", *_describe(run)]
+        for key in ("devel_accuracy", "test_accuracy"):
+            cell = _pct(m.get(key))
+            cells.append(f"**{cell}**" if m.get(key) is not None and m[key] == best[key] else cell)
+        cells += [_pct(m.get("test_macro_f1")), _pct(m.get("test_uar")),
+                  "–" if m.get("best_C") is None else f"{m['best_C']:.0e}",
+                  _extract_cell(run), _fit_seconds(m)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _fit_seconds(metrics: dict) -> str:
+    seconds = (metrics.get("timings") or {}).get("total_seconds")
+    return "–" if seconds is None else f"{seconds:.1f}"
+
+
+def fusion_verdict(runs: list[Run]) -> list[str]:
+    """Sentences comparing the best fusion (by devel accuracy) with the single systems."""
+    singles = [r for r in runs if not r.is_fusion and r.metrics.get("devel_accuracy") is not None]
+    fusions = [r for r in runs if r.is_fusion and r.metrics.get("devel_accuracy") is not None]
+    if not singles:
+        return []
+    best_single = max(singles, key=lambda r: (r.metrics["devel_accuracy"], r.metrics.get("test_accuracy") or 0))
+    top_test = max(r.metrics.get("test_accuracy") or 0.0 for r in singles)
+    lines = [f"- Best single system on devel: `{best_single.system}` (devel {_pct(best_single.metrics['devel_accuracy'])} %, "
+             f"test {_pct(best_single.metrics.get('test_accuracy'))} %); best single test accuracy: {_pct(top_test)} %."]
+    if fusions:
+        best = max(fusions, key=lambda r: (r.metrics["devel_accuracy"], r.metrics.get("test_accuracy") or 0))
+        beats_devel = all(best.metrics["devel_accuracy"] > r.metrics["devel_accuracy"] for r in singles)
+        test = best.metrics.get("test_accuracy") or 0.0
+        lines.append(f"- Best fusion on devel: `{best.system}` (devel {_pct(best.metrics['devel_accuracy'])} %, "
+                     f"test {_pct(test)} %): {'beats' if beats_devel else 'does not beat'} every single system on "
+                     f"devel; {'matches or beats' if test >= top_test else 'falls below'} the best single system "
+                     "on test.")
+    return lines
+
+
+def plot_test_accuracy(runs: list[Run], path: str | Path, title: str = "") -> Path:
+    """Horizontal bars of test accuracy (%) per run in table order, coloured by type, with the
+    devel accuracy as a black tick."""
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    colours = {"image-imagenet": ("tab:blue", "image CNN, ImageNet"), "image-none": ("tab:cyan", "image CNN, random init"),
+               "image": ("tab:purple", "image CNN, other weights"), "audio": ("tab:green", "audio model"),
+               "crnn": ("tab:orange", "CRNN"), "fusion": ("tab:red", "fusion")}
+    fig = Figure(figsize=(8, 1.6 + 0.3 * len(runs)), layout="constrained")
+    ax = fig.add_subplot()
+    rows = list(range(len(runs)))[::-1]
+    test = [100 * (r.metrics.get("test_accuracy") or 0.0) for r in runs]
+    ax.barh(rows, test, color=[colours[r.kind][0] for r in runs])
+    for row, value in zip(rows, test):
+        ax.text(max(value - 1.0, 1.0), row, f"{value:.1f}", va="center", ha="right" if value > 8 else "left",
+                fontsize=8, color="white" if value > 8 else "black")
+    devel = [(row, 100 * r.metrics["devel_accuracy"]) for row, r in zip(rows, runs)
+             if r.metrics.get("devel_accuracy") is not None]
+    ax.plot([d for _, d in devel], [row for row, _ in devel], "k|", markersize=14, markeredgewidth=2)
+    kinds = list(dict.fromkeys(r.kind for r in runs))
+    handles = [Patch(color=colours[k][0], label=colours[k][1]) for k in kinds]
+    handles.append(Line2D([], [], color="k", marker="|", linestyle="", markersize=10, markeredgewidth=2, label="devel"))
+    ax.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncols=3, fontsize=8, frameon=False)
+    ax.set_yticks(rows, [r.system for r in runs], fontsize=8)
+    ax.set_xlim(0, 100)
+    ax.set_xlabel("test accuracy [%]" + (f"  ({title})" if title else ""))
+    fig.savefig(path, dpi=100)
+    return Path(path)
+
+
+def write_report(results_dir: str | Path, fold: int | None = None) -> Path:
+    """Write ``README.md`` and ``test_accuracy.png`` into ``results_dir`` (one dataset's
+    results, e.g. ``results/esc10``) and return the README's path."""
+    results_dir = Path(results_dir)
+    runs, fold = collect_runs(results_dir, fold)
+    dataset = next((r.metrics["dataset"] for r in runs if r.metrics.get("dataset")), results_dir.name)
+    dev_folds = next((r.metrics["development_folds"] for r in runs if r.metrics.get("development_folds")), None)
+    n_test = next((r.metrics["n_test"] for r in runs if r.metrics.get("n_test")), None)
+    plot_test_accuracy(runs, results_dir / CHART, title=f"{dataset}, test fold {fold}")
+    protocol = (f"Test fold {fold}" + (f" ({n_test} clips)" if n_test else "") + "; development folds "
+                + (", ".join(str(f) for f in dev_folds) if dev_folds else "the others") + ". Devel = mean accuracy "
+                "over the development folds, each held out in turn (the cross-validation that chose C); "
+                "test = the model refitted on all development folds. Fusions are fitted on the systems' "
+                "out-of-fold development scores only.")
+    text = "\n".join([
+        f"# {dataset}: results", "",
+        protocol, "",
+        results_table(runs), "",
+        *fusion_verdict(runs), "",
+        f"![test accuracy per system]({CHART})", "",
+        f"Extract: feature extraction of the whole dataset (seconds, device; a fusion: Σ over its members' "
+        f"feature stores); Fit: the run itself "
+        f"(SVM tuning and refit, CRNN training, fusion). Made by `deepfeat report {results_dir}` from the "
+        f"`metrics.json` of {len(runs)} runs.", ""])
+    path = results_dir / README
+    path.write_text(text)
+    return path

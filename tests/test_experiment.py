@@ -1,0 +1,170 @@
+"""deepfeat.experiment: the end-to-end driver and its skipping of finished stages.
+
+Extraction and CRNN training are replaced by fakes that write what those stages write (a feature
+store; a run folder) from the demo manifest, so the test is fast; svm, fuse and report run for
+real through the command line."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from deepfeat.cli.main import main
+from deepfeat.datasets import load_manifest
+from deepfeat.errors import ConfigError, DeepfeatError
+from deepfeat.evaluation import classification_metrics, write_run
+from deepfeat.experiment import Experiment, FeatureSpec, crnn_expected, run_experiment
+from deepfeat.scores import Scores
+from deepfeat.store import StoreWriter
+
+FEATURES = (FeatureSpec("efficientnet_lite0", "imagenet"), FeatureSpec("densenet121", "none"),
+            FeatureSpec("resnet50", "none"), FeatureSpec("birdnet"))
+
+
+def _option(args: list[str], name: str) -> str:
+    return args[args.index(name) + 1]
+
+
+class FakeStages:
+    """A runner: `extract` and `crnn` faked, everything else the real CLI in this process."""
+
+    def __init__(self, data, exp: Experiment):
+        self.manifest = load_manifest(data)
+        self.exp = exp
+        self.calls: list[list[str]] = []
+
+    def __call__(self, args: list[str]) -> int:
+        self.calls.append(args)
+        if args[0] == "extract":
+            out = _option(args, "-o")
+            if not __import__("os").path.exists(out):
+                self.write_store(out, _option(args, "-n"), _option(args, "-w") if "-w" in args else None)
+            return 0
+        if args[0] == "crnn":
+            self.write_crnn(_option(args, "-o"))
+            return 0
+        try:
+            main(args)
+        except SystemExit as e:
+            return int(e.code or 0)
+        return 0
+
+    def write_store(self, path, network: str, weights: str | None, seed: int = 0):
+        m = self.manifest
+        labels, folds = m.label_indices(), m.folds()
+        rng = np.random.default_rng(abs(hash((network, seed))) % 2**32)
+        features = np.eye(len(m.label_names), 8)[labels] * 3.0 + rng.normal(size=(len(m), 8))
+        kind = "audio" if network == "birdnet" else "image"
+        weights = weights or "birdnet_v2.4"
+        extractor = {"network": network, "kind": kind, "weights": weights, "plot": {"colormap": "viridis"}}
+        config = {"extractor": extractor, "dataset": {"name": m.name, "manifest_sha256": m.fingerprint()}}
+        writer = StoreWriter(path, config, m.label_names, len(m), overwrite=True,
+                             attrs={"network": network, "weights": weights, "dataset": m.name})
+        writer.commit(features, m.ids(), labels, folds, clips_done=len(m))
+        writer.finish({"extract_seconds": 1.5, "device": "cpu"})
+
+    def write_crnn(self, run_dir):
+        m, exp = self.manifest, self.exp
+        labels, folds = m.label_indices(), m.folds()
+        scores = np.eye(len(m.label_names))[labels] + np.random.default_rng(1).normal(size=(len(m), len(m.label_names)))
+        test = folds == exp.fold
+        pred = scores.argmax(axis=1)
+        system, expected = crnn_expected(exp)
+        metrics = {"dataset": m.name, "test_fold": exp.fold, "devel_accuracy": float((pred == labels)[~test].mean()),
+                   **{f"test_{k}": v for k, v in classification_metrics(labels[test], pred[test], m.label_names).items()},
+                   "config": {**expected, "dataset": m.name}}
+        run_scores = Scores(system, m.ids(), folds, labels, m.label_names, scores, exp.fold, "probability",
+                            {**expected, "dataset": m.name})
+        write_run(run_dir, system=system, metrics=metrics, scores=run_scores, y_true_test=labels[test],
+                  y_pred_test=pred[test], label_names=m.label_names)
+
+
+@pytest.fixture
+def experiment(demo_dir, tmp_path):
+    exp = Experiment(demo_dir, fold=5, features=FEATURES, crnn_epochs=2, methods=("stacking", "mean"),
+                     features_dir=tmp_path / "features", results_root=tmp_path / "results")
+    return exp, FakeStages(demo_dir, exp)
+
+
+def _stages(calls) -> list[str]:
+    return [c[0] for c in calls]
+
+
+def test_first_run_does_every_stage_and_writes_the_table(experiment):
+    exp, runner = experiment
+    lines = []
+    results_dir = run_experiment(exp, runner=runner, echo=lines.append)
+    stages = _stages(runner.calls)
+    assert stages.count("extract") == 4 and stages.count("svm") == 4 and stages.count("crnn") == 1
+    # groups: imagenet has one system (skipped); untrained, image, crnn+image, image+audio, all: 2 methods each
+    assert stages.count("fuse") == 10 and stages[-1] == "report"
+    assert any("skip group imagenet" in line for line in lines)
+    readme = (results_dir / "README.md").read_text()
+    assert readme.count("| `svm-") == 4 and readme.count("| `fusion-") == 10 and "| `crnn` |" in readme
+    assert results_dir == exp.results_root / "demo"
+
+
+def test_rerun_skips_finished_stages(experiment):
+    exp, runner = experiment
+    run_experiment(exp, runner=runner, echo=lambda _: None)
+    runner.calls.clear()
+    lines = []
+    run_experiment(exp, runner=runner, echo=lines.append)
+    assert _stages(runner.calls) == ["extract"] * 4 + ["report"]
+    assert sum("skip" in line for line in lines) >= 4 + 1 + 10
+
+
+def test_a_changed_store_reruns_its_svm_and_the_fusions_using_it(experiment):
+    exp, runner = experiment
+    run_experiment(exp, runner=runner, echo=lambda _: None)
+    store = FEATURES[2].store(exp.features_dir, "demo")
+    runner.write_store(store, "resnet50", "none", seed=1)  # as if re-extracted
+    runner.calls.clear()
+    run_experiment(exp, runner=runner, echo=lambda _: None)
+    svm_calls = [c for c in runner.calls if c[0] == "svm"]
+    assert [c[1] for c in svm_calls] == [str(store)]
+    fused_groups = sorted({_option(c, "--group") for c in runner.calls if c[0] == "fuse"})
+    assert fused_groups == ["all", "crnn+image", "image", "image+audio", "untrained"]  # every group holds resnet50
+
+
+def test_changed_crnn_settings_rerun_the_crnn(experiment):
+    exp, runner = experiment
+    run_experiment(exp, runner=runner, echo=lambda _: None)
+    runner.calls.clear()
+    run_experiment(dataclasses.replace(exp, crnn_epochs=3), runner=runner, echo=lambda _: None)
+    assert _stages(runner.calls).count("crnn") == 1
+
+
+def test_dry_run_runs_nothing(experiment):
+    exp, runner = experiment
+    lines = []
+    run_experiment(exp, runner=runner, echo=lines.append, dry_run=True)
+    assert runner.calls == []
+    assert sum(line.startswith("+ deepfeat extract") for line in lines) == 4
+    assert any(line.startswith("+ deepfeat crnn") for line in lines)
+
+
+def test_a_failing_stage_stops_with_its_command(experiment):
+    exp, runner = experiment
+
+    def failing(args):
+        return 3 if args[0] == "extract" else runner(args)
+
+    with pytest.raises(DeepfeatError, match=r"`deepfeat extract .* -n efficientnet_lite0 .*` failed \(exit status 3\)"):
+        run_experiment(exp, runner=failing, echo=lambda _: None)
+
+
+@pytest.mark.parametrize("text, spec", [
+    ("densenet121:none", FeatureSpec("densenet121", "none")),
+    ("birdnet", FeatureSpec("birdnet", None)),
+    ("vgg16:/ckpt/v.pt", FeatureSpec("vgg16", "/ckpt/v.pt")),
+])
+def test_feature_spec_parse(text, spec, tmp_path):
+    assert FeatureSpec.parse(text) == spec
+    assert spec.store(tmp_path, "esc10").name.startswith(f"esc10-{spec.network}-")
+
+
+def test_feature_spec_needs_a_network():
+    with pytest.raises(ConfigError, match="NETWORK:WEIGHTS"):
+        FeatureSpec.parse(":none")
