@@ -66,3 +66,16 @@ def test_invalid_mel_config(kwargs):
 def test_unknown_preset():
     with pytest.raises(ConfigError, match="unknown mel preset"):
         MelConfig.from_preset("nope")
+
+
+@pytest.mark.parametrize("preset", sorted(MEL_PRESETS))
+@pytest.mark.parametrize("rate", [16000, 44100])
+def test_mel_power_equals_librosa_melspectrogram(preset, rate):
+    from deepfeat.spectrogram import mel_power
+
+    mel = MelConfig.from_preset(preset, sample_rate=rate, fmin=20.0, fmax=rate / 2 - 1000)
+    x = np.random.default_rng(0).standard_normal(rate).astype(np.float32)
+    win, hop = int(round(mel.window * rate)), int(round(mel.hop * rate))
+    expected = librosa.feature.melspectrogram(y=x, sr=rate, n_fft=fft_size(win), hop_length=hop, win_length=win,
+                                              n_mels=128, fmin=20.0, fmax=rate / 2 - 1000)
+    np.testing.assert_allclose(mel_power(x, mel), expected, rtol=1e-4, atol=1e-6 * expected.max())
