@@ -34,7 +34,7 @@ esc10: install
 
 # The real ESC-50 (needs internet); fails with a clear message offline.
 esc50: install
-	$(PY) -m deepfeat.download_esc50 data/ESC-50
+	$(PY) -m deepfeat.download esc50 data/ESC-50
 
 clean:
 	rm -rf features/*.h5 features/*.partial features/*.log features/demo-data

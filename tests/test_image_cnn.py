@@ -113,3 +113,16 @@ def test_plot_config_reaches_the_images(colormap):
     else:
         assert not np.array_equal(image[..., 0], image[..., 1])
     assert ex.config()["plot"]["colormap"] == colormap and ex.sample_rate == 16000
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("name,weights", [("efficientnet_lite0", "imagenet"), ("densenet121", "none"),
+                                          ("resnet50", "none"), ("vgg16", "none")])
+def test_half_precision_on_cuda_stays_within_tolerance_of_float32(name, weights):
+    images = np.random.default_rng(0).integers(0, 255, (8, 224, 224, 3), dtype=np.uint8)
+    half = create_extractor(name, weights=weights, device="cuda", precision="auto").embed(images)
+    full = create_extractor(name, weights=weights, device="cuda", precision="fp32").embed(images)
+    cpu = create_extractor(name, weights=weights, device="cpu").embed(images)
+    np.testing.assert_allclose(full, cpu, rtol=1e-3, atol=1e-3 * np.abs(cpu).max())
+    rel = np.linalg.norm(half - full, axis=1) / np.linalg.norm(full, axis=1)
+    assert rel.max() < 1e-2, rel.max()
