@@ -32,11 +32,13 @@ from .options import fold_option, json_option, quiet_option
               help="HDF5 mel cache (default: features/<dataset>-crnn-mels-<hash>.h5, one per mel setting).")
 @click.option("--workers", type=int, default=None, help="Processes computing mels (default: CPU count, at most 4).")
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 ... (default: CUDA when available).")
+@click.option("--threads", type=int, default=None,
+              help="CPU threads for torch (default: torch's choice, one per core; 1 is faster on a busy machine).")
 @click.option("--overwrite", is_flag=True, help="Start the trainings again (and replace a mismatched mel cache).")
 @json_option
 @quiet_option
 def crnn(data, fold, run_dir, variant, augment, epochs, batch_size, learning_rate, seed, duration, clip_db, window,
-         hop, n_mels, sample_rate, mel_cache, workers, device, overwrite, as_json, quiet):
+         hop, n_mels, sample_rate, mel_cache, workers, device, threads, overwrite, as_json, quiet):
     """Train the CRNN on log-mel spectrograms of DATA: out-of-fold scores for each development fold,
     then a model on all development folds scores the test fold.
 
@@ -49,8 +51,13 @@ def crnn(data, fold, run_dir, variant, augment, epochs, batch_size, learning_rat
     from deepfeat.datasets import load_manifest
     from deepfeat.evaluation import default_run_dir, summary_table
 
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(max(1, threads))
     config = TrainingConfig(architecture=ARCHITECTURES[variant], epochs=epochs, batch_size=batch_size,
-                            learning_rate=learning_rate, seed=seed, augment=AugmentConfig.from_names(augment.split(",")))
+                            learning_rate=learning_rate, seed=seed,
+                            augment=AugmentConfig.from_names(augment.split(",")))
     mel = MelConfig(sample_rate=sample_rate, n_mels=n_mels, window=window, hop=hop, clip_db=clip_db)
     manifest = load_manifest(data)
     system = system_name(config)

@@ -27,6 +27,7 @@ COMMANDS = {
     "crnn": ("deepfeat.cli.crnn", "crnn"),
     "fuse": ("deepfeat.cli.fuse", "fuse"),
     "report": ("deepfeat.cli.report", "report"),
+    "paper": ("deepfeat.cli.paper", "paper"),
     "bench": ("deepfeat.cli.bench", "bench"),
 }
 

@@ -14,9 +14,11 @@ from .options import fold_option
               help="Feature set to extract and classify; repeat it (default: efficientnet_lite0:imagenet, "
                    "densenet121:none, resnet50:none, vgg16:none, birdnet).")
 @click.option("--crnn-epochs", type=int, default=100, show_default=True, help="CRNN training epochs; 0: no CRNN.")
-@click.option("--crnn-augment", default="none", show_default=True, help="CRNN augmentations (as `deepfeat crnn --augment`).")
-@click.option("-m", "--method", "methods", type=click.Choice(["stacking", "mean", "vote"]), multiple=True,
-              default=("stacking", "mean", "vote"), show_default=True, help="Fusion methods; repeat it.")
+@click.option("--crnn-augment", default="none", show_default=True,
+              help="CRNN augmentations (as `deepfeat crnn --augment`).")
+@click.option("-m", "--method", "methods", type=click.Choice(["stacking", "weighted", "mean", "vote"]), multiple=True,
+              default=("stacking", "weighted", "mean", "vote"), show_default=True,
+              help="Fusion methods (see `deepfeat fuse --help`); repeat it.")
 @click.option("--features-dir", type=click.Path(file_okay=False), default="features", show_default=True,
               help="Where the feature stores go.")
 @click.option("--results", "results_root", type=click.Path(file_okay=False), default="results", show_default=True,

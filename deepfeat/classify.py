@@ -12,13 +12,20 @@ the mean of its windows' scores and its prediction their argmax (``per_window=Tr
 each window on its own instead). ``C`` is chosen on the same unit (clip or window) that is
 reported.
 
-Classifier: ``SVC(kernel="linear")`` (libsvm, one-vs-one; per-class scores from
-``decision_function_shape="ovr"``) by default. It was chosen over ``LinearSVC`` (liblinear,
-one-vs-rest) by speed: on ESC-10 EfficientNet-Lite0 features (400 × 1280, 2 CPU cores) the full
-5-fold protocol with a 7-value grid (145 fits) took 3.3 s with ``SVC`` and 97 s with
-``LinearSVC`` (liblinear converges slowly at large ``C``), and 5-fold test accuracy was
-81.5 % vs 80.3 %. ``LinearSVC`` (``kind="linearsvc"``) scales linearly with the number of rows
-and suits stores with tens of thousands of windows.
+Predictions are always the argmax of the per-class decision scores (for ``SVC`` the same as
+``break_ties=True``), so pooled and per-window scoring use one rule.
+
+Classifier (``kind``): ``svc`` by default, a linear-kernel ``SVC`` (libsvm, one-vs-one, per-class
+scores from ``decision_function_shape="ovr"``) fed a precomputed linear kernel
+(:class:`LinearKernel`): each training split's kernel is one BLAS product shared by the whole C
+grid. It was chosen over ``LinearSVC`` (liblinear, one-vs-rest) by speed, measured with
+``--cv`` (5 test folds, 7 C values) on the 2 shared CPU cores of the development machine
+(load average 7-10): ESC-10 EfficientNet-Lite0 features (400 × 1280) 9.6 s vs 47.8 s, ESC-10
+random-init DenseNet-121 (400 × 1024) 10.3 s vs 271 s, at the same mean test accuracy (80.25 %
+and 75.0 % for both). One test fold of a random 2000 × 4096 store (10 Gaussian classes):
+4.8 s, where ``SVC(kernel="linear")`` (kernel recomputed by libsvm for every fit) took 114 s
+and ``LinearSVC`` 57-70 s; of pure noise: 8.9 s. The kernel grows with rows squared, so stores with more than
+:data:`MAX_KERNEL_ROWS` rows (many windows) need ``kind="linearsvc"``.
 """
 from __future__ import annotations
 
@@ -47,14 +54,16 @@ log = logging.getLogger(__name__)
 DEFAULT_C_GRID = tuple(float(10.0 ** e) for e in range(-5, 2))
 SVM_KINDS = ("svc", "linearsvc")
 C_PARAM = "svm__C"  #: name of C in :func:`make_svm`'s pipeline
-#: Most store rows for ``svc``: its float64 kernel matrices (rows² × 8 bytes each, one per parallel fit) must fit in memory.
+#: Most store rows for ``svc``: its float64 kernel matrices (rows² × 8 bytes each, one per
+#: parallel fit) must fit in memory.
 MAX_KERNEL_ROWS = 12000
 
 
 class LinearKernel(TransformerMixin, BaseEstimator):
-    """Transformer ``X → X @ X_fit.T`` (in float64, as libsvm): the linear kernel against the training rows,
-    for ``SVC(kernel="precomputed")``. Equivalent to ``SVC(kernel="linear")``, but the kernel is
-    one BLAS product, computed once per training set and shared by every C of a grid."""
+    """Transformer ``X → X @ X_fit.T``: the linear kernel against the training rows, in float64
+    as libsvm computes it, for ``SVC(kernel="precomputed")``. Equivalent to
+    ``SVC(kernel="linear")``, but the kernel is one BLAS product, computed once per training set
+    and shared by every C of a grid."""
 
     def fit(self, X, y=None):
         self.X_fit_ = np.asarray(X)  # kept in its own dtype (float32 from the store): half the model size
@@ -134,7 +143,8 @@ def check_feature_set(fs: FeatureSet) -> None:
                          "re-extract the store")
     unlabelled = fs.labels < 0
     if unlabelled.any():
-        raise StoreError(f"{fs.path}: {int(unlabelled.sum())} of {n} rows are unlabelled ({_first(fs.ids[unlabelled])}); "
+        raise StoreError(f"{fs.path}: {int(unlabelled.sum())} of {n} rows are unlabelled "
+                         f"({_first(fs.ids[unlabelled])}); "
                          "the SVM needs a label for every clip: extract from a labelled dataset")
     if fs.labels.max() >= len(fs.label_names):
         raise StoreError(f"{fs.path}: labels exceed the {len(fs.label_names)} label_names; the store is malformed, "
@@ -372,8 +382,8 @@ def run_svm(store: str | Path, *, fold: int = 5, cv: bool = False, run_dir: str 
 
     t0 = time.perf_counter()
     fs = read_store(store)
-    provenance = {"store": str(Path(store)), "store_sha256": file_sha256(store), "dataset": fs.attrs.get("dataset"),
-                  "network": fs.attrs.get("network"), "layer": fs.attrs.get("layer"), "weights": fs.attrs.get("weights"),
+    provenance = {"store": str(Path(store)), "store_sha256": file_sha256(store),
+                  **{key: fs.attrs.get(key) for key in ("dataset", "network", "layer", "weights")},
                   "svm": kind, "class_weight": class_weight}
     read_seconds = time.perf_counter() - t0
     system = system_name(fs, per_window=per_window)

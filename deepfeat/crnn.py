@@ -107,8 +107,13 @@ ARCHITECTURES: dict[str, CRNNArchitecture] = {
 
 
 def conv_block(c_in: int, c_out: int, kernel: tuple[int, int], pool: tuple[int, int], dropout: float) -> nn.Sequential:
-    """Convolution ('same' padding) → batch norm over channels → max pooling → ELU → dropout."""
-    return nn.Sequential(nn.Conv2d(c_in, c_out, kernel, padding="same"), nn.BatchNorm2d(c_out),
+    """'Same' zero padding → convolution → batch norm over channels → max pooling → ELU → dropout.
+
+    Even kernels are padded one more at the end than at the start (as torch's ``padding="same"``).
+    """
+    k_f, k_t = kernel
+    return nn.Sequential(nn.ZeroPad2d(((k_t - 1) // 2, k_t // 2, (k_f - 1) // 2, k_f // 2)),
+                         nn.Conv2d(c_in, c_out, kernel), nn.BatchNorm2d(c_out),
                          nn.MaxPool2d(pool), nn.ELU(), nn.Dropout(dropout))
 
 
@@ -198,6 +203,7 @@ def _map_clips(fn, calls: list[tuple], workers: int):
 
 
 def _check_mel_cache(path: Path, key: dict, overwrite: bool) -> None:
+    """Refuse a file at ``path`` that is not the mel cache of ``key`` (delete it if ``overwrite``)."""
     if not path.exists():
         return
     try:
@@ -205,17 +211,17 @@ def _check_mel_cache(path: Path, key: dict, overwrite: bool) -> None:
             stored = f.attrs.get("key") if f.attrs.get("format") == MEL_FORMAT else None
     except OSError:
         stored = None
-        if not overwrite:
-            raise StoreError(f"{path}: exists but is not a readable mel cache; delete it or pass --overwrite") from None
-    if stored is None and not overwrite:
-        raise StoreError(f"{path}: is not a deepfeat mel cache; choose another --mel-cache or pass --overwrite")
-    if stored is not None and stored != canonical_json(key):
-        if not overwrite:
-            raise StoreError(f"{path}: mel cache of a different configuration "
-                             f"({describe_difference(json.loads(stored), key)}); "
-                             "pass --overwrite to recompute it, or choose another --mel-cache")
-    if overwrite and stored != canonical_json(key):
+    if stored == canonical_json(key):
+        return
+    if overwrite:
         path.unlink()
+    elif stored is None:
+        raise StoreError(f"{path}: exists but is not a readable deepfeat mel cache; "
+                         "delete it, choose another --mel-cache or pass --overwrite")
+    else:
+        raise StoreError(f"{path}: mel cache of a different configuration "
+                         f"({describe_difference(json.loads(stored), key)}); "
+                         "pass --overwrite to recompute it, or choose another --mel-cache")
 
 
 def ensure_mel_cache(path: str | Path, manifest: Manifest, mel: MelConfig = CRNN_MEL,
@@ -261,8 +267,7 @@ def ensure_mel_cache(path: str | Path, manifest: Manifest, mel: MelConfig = CRNN
             if name in f["mels"]:
                 del f["mels"][name]
             ds = f["mels"].create_dataset(name, data=np.stack([clip[i] for clip in per_clip]))
-            ds.attrs["seconds"] = (time.perf_counter() - start) / len(names)
-            ds.attrs["complete"] = True
+            ds.attrs["complete"] = True  # set last: a variant cut short by a crash is recomputed
             f.flush()
     log.info("mel cache %s: computed %s in %.1f s", path, ", ".join(names), time.perf_counter() - start)
     return path
@@ -349,17 +354,18 @@ def _save_checkpoint(path: Path, state: dict) -> None:
 
 
 @torch.inference_mode()
-def predict_proba(model: CRNN, mels: torch.Tensor, batch_size: int = 64, device: torch.device | None = None) -> np.ndarray:
+def predict_proba(model: CRNN, mels: torch.Tensor, batch_size: int = 64,
+                  device: torch.device | None = None) -> np.ndarray:
     """Class probabilities float32 [N, C] of log-mels ``[N, n_mels, frames]`` (dB)."""
     device = device or next(model.parameters()).device
     model.eval()
-    out = []
+    out = [torch.zeros(0, model.classifier.out_features)]
     for start in range(0, len(mels), batch_size):
         xb = mels[start:start + batch_size].to(device)
         with torch.autocast(device.type, dtype=torch.float16, enabled=device.type == "cuda"):
             logits = model(xb)
         out.append(torch.softmax(logits.float(), dim=1).cpu())
-    return torch.cat(out).numpy().astype(np.float32) if out else np.zeros((0, model.classifier.out_features), np.float32)
+    return torch.cat(out).numpy().astype(np.float32)
 
 
 def train_crnn(mels: torch.Tensor, labels: np.ndarray, n_classes: int, config: TrainingConfig, *,
@@ -378,6 +384,8 @@ def train_crnn(mels: torch.Tensor, labels: np.ndarray, n_classes: int, config: T
     from .extractors.base import pick_device
 
     device = pick_device(str(device) if device is not None else None)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
     mels = torch.as_tensor(mels)
     if mels.ndim != 4 or mels.shape[1] != len(labels):
         raise ValueError(f"mels must be [versions, {len(labels)}, n_mels, frames], got {tuple(mels.shape)}")
@@ -410,7 +418,7 @@ def train_crnn(mels: torch.Tensor, labels: np.ndarray, n_classes: int, config: T
         if progress and start_epoch < config.epochs:
             from tqdm import tqdm
 
-            bar = tqdm(total=config.epochs, initial=start_epoch, unit="epoch", desc=desc, leave=False)
+            bar = tqdm(total=config.epochs, initial=start_epoch, unit="epoch", desc=desc)
         aug = config.augment
         for epoch in range(start_epoch, config.epochs):
             tic = time.perf_counter()

@@ -72,7 +72,8 @@ def development_folds(folds: Iterable[int], test_fold: int, source: str = "") ->
                           "fold: use a dataset with folds (ESC-50, UrbanSound8K, or a label CSV with a fold column)")
     available = ", ".join(str(v) for v in values)
     if test_fold not in values:
-        raise ConfigError(f"{where}fold {test_fold} is not in the data (folds: {available}); pass --fold with one of them")
+        raise ConfigError(f"{where}fold {test_fold} is not in the data (folds: {available}); "
+                          "pass --fold with one of them")
     dev = [int(v) for v in values if v != test_fold]
     if len(dev) < 2:
         raise ConfigError(f"{where}only {len(dev)} development fold(s) besides test fold {test_fold} "
@@ -100,7 +101,7 @@ def jsonable(value):
     if isinstance(value, np.ndarray):
         return jsonable(value.tolist())
     if isinstance(value, np.generic):
-        return value.item()
+        return jsonable(value.item())
     if isinstance(value, Path):
         return str(value)
     if isinstance(value, float) and not math.isfinite(value):
@@ -127,7 +128,7 @@ def plot_confusion_matrix(path: str | Path, y_true, y_pred, label_names: Sequenc
     ax = fig.add_subplot()
     ConfusionMatrixDisplay.from_predictions(
         y_true, y_pred, labels=list(range(n)), display_labels=list(label_names), ax=ax, colorbar=False,
-        xticks_rotation="vertical", include_values=n <= 30)
+        cmap="Blues", xticks_rotation="vertical", include_values=n <= 30)
     if title:
         ax.set_title(title)
     fig.savefig(path, dpi=100)
@@ -151,7 +152,8 @@ def write_run(run_dir: str | Path, *, system: str, metrics: dict, scores: Scores
     (run_dir / "report.txt").write_text(
         f"{system}: test fold {metrics.get('test_fold', '?')}\n\n"
         + classification_report(y_true_test, y_pred_test, **report_args))
-    write_json(run_dir / "report.json", classification_report(y_true_test, y_pred_test, output_dict=True, **report_args))
+    write_json(run_dir / "report.json",
+               classification_report(y_true_test, y_pred_test, output_dict=True, **report_args))
     plot_confusion_matrix(run_dir / "confusion_matrix.png", y_true_test, y_pred_test, label_names,
                           title=f"{system} (test fold {metrics.get('test_fold', '?')})")
     if model is not None:
@@ -211,7 +213,7 @@ def summary_table(metrics: dict) -> str:
         lines += [""] + _format_rows(fold_rows)
     seconds = (metrics.get("timings") or {}).get("total_seconds")
     if seconds is not None:
-        lines.append(f"{seconds:.1f} s")
+        lines.append(f"time: {seconds:.1f} s")
     return "\n".join(lines)
 
 

@@ -3,7 +3,9 @@
 
 Stages, each a ``deepfeat`` command run in a child process (printed, so any stage can be
 re-run by hand): ``extract`` every configured feature set → ``svm`` on each store → ``crnn``
-→ ``fuse`` every paper group with every method → ``report``. Re-running skips what is finished:
+→ ``fuse`` each of the paper's groups (over this experiment's systems only; a group with fewer
+than two of them, or the same members as an earlier group, is skipped) with every method →
+``report``. Re-running skips what is finished:
 
 * extract: always called; ``deepfeat extract`` itself returns at once when the store is
   complete for the same configuration (and refuses a store of another configuration);
@@ -14,12 +16,11 @@ re-run by hand): ``extract`` every configured feature set → ``svm`` on each st
 * fuse: skipped when ``metrics.json["fusion"]`` equals the configuration the run would have
   (method, parameters, group and each input's scores checksum: a re-run input re-fuses).
 
-Outputs: ``features/<dataset>-<network>-<weights>.h5`` and ``results/<dataset>/<system>/``.
+Outputs: ``features/<dataset>-<network>[-<weights>].h5`` and ``results/<dataset>/<system>/``.
 """
 from __future__ import annotations
 
 import json
-import logging
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
@@ -29,8 +30,6 @@ from pathlib import Path
 from .config import canonical_json
 from .errors import ConfigError, DeepfeatError
 from .evaluation import RESULTS_DIR, default_run_dir
-
-log = logging.getLogger("deepfeat.experiment")
 
 
 @dataclass(frozen=True)
@@ -49,11 +48,11 @@ class FeatureSpec:
         return cls(network, weights or None)
 
     def store(self, features_dir: Path, dataset: str) -> Path:
-        """``<features_dir>/<dataset>-<network>-<weights>.h5`` (a checkpoint path by its file stem)."""
-        weights = self.weights or "default"
-        if "/" in weights or "\\" in weights:
+        """``<features_dir>/<dataset>-<network>[-<weights>].h5`` (a checkpoint path by its file stem)."""
+        weights = self.weights
+        if weights and ("/" in weights or "\\" in weights):
             weights = Path(weights).stem
-        return features_dir / f"{dataset}-{self.network}-{weights}.h5"
+        return features_dir / (f"{dataset}-{self.network}" + (f"-{weights}" if weights else "") + ".h5")
 
     def extract_args(self) -> list[str]:
         return ["-n", self.network] + (["-w", self.weights] if self.weights else [])
@@ -79,7 +78,7 @@ class Experiment:
     features: Sequence[FeatureSpec] = PAPER_FEATURES
     crnn_epochs: int | None = 100  #: None: no CRNN
     crnn_augment: str = "none"
-    methods: Sequence[str] = ("stacking", "mean", "vote")
+    methods: Sequence[str] = ("stacking", "weighted", "mean", "vote")
     groups: Sequence[str] | None = None  #: None: every group of :data:`deepfeat.fusion.GROUPS`
     features_dir: Path = Path("features")
     results_root: Path = RESULTS_DIR
@@ -149,9 +148,17 @@ def crnn_done(run_dir: Path, exp: Experiment, expected: dict) -> str | None:
     return None
 
 
+def _fusion_identity(config) -> dict | None:
+    """A fusion configuration without its input paths (provenance only: a moved results folder
+    holds the same runs; the checksums identify the inputs)."""
+    if not isinstance(config, dict):
+        return None
+    return {**config, "inputs": [{k: v for k, v in i.items() if k != "path"} for i in config.get("inputs", [])]}
+
+
 def fuse_done(run_dir: Path, expected: dict) -> str | None:
     m = _metrics(run_dir)
-    if m is not None and _same(m.get("fusion"), expected):
+    if m is not None and _same(_fusion_identity(m.get("fusion")), _fusion_identity(expected)):
         return "metrics.json matches the inputs and method"
     return None
 
@@ -173,7 +180,8 @@ def run_experiment(exp: Experiment, *, runner: Runner = run_deepfeat, echo: Call
     folder of the dataset. ``dry_run`` prints the commands and what would be skipped."""
     from .classify import system_name
     from .datasets import load_manifest
-    from .fusion import GROUPS, fused_system_name, fusion_config, fusion_params, read_scores, select_group
+    from .fusion import GROUPS, fused_system_name, fusion_config, fusion_params, select_group
+    from .scores import read_scores
     from .store import read_store
 
     manifest = load_manifest(exp.data)
@@ -190,11 +198,13 @@ def run_experiment(exp: Experiment, *, runner: Runner = run_deepfeat, echo: Call
         stores.append(store)
 
     echo("== svm: one linear SVM per feature set")
+    planned: list[Path] = []  # run folders of the single systems
     for store in stores:
         if dry_run and not store.is_file():
             echo(f"  (after extract) deepfeat svm {store}")
             continue
         run_dir = _run_dir(exp, system_name(read_store(store)))
+        planned.append(run_dir)
         reason = svm_done(run_dir, store, exp.fold)
         if reason:
             echo(f"  skip {run_dir}: {reason}")
@@ -205,6 +215,7 @@ def run_experiment(exp: Experiment, *, runner: Runner = run_deepfeat, echo: Call
         echo("== crnn: trained on log-mel spectrograms")
         system, expected = crnn_expected(exp)
         run_dir = _run_dir(exp, system)
+        planned.append(run_dir)
         reason = crnn_done(run_dir, exp, expected)
         if reason:
             echo(f"  skip {run_dir}: {reason}")
@@ -212,13 +223,17 @@ def run_experiment(exp: Experiment, *, runner: Runner = run_deepfeat, echo: Call
             _step(runner, ["crnn", str(exp.data), *fold, "-o", str(run_dir), "--epochs", str(exp.crnn_epochs),
                            "--augment", exp.crnn_augment, "-q", *device], echo, dry_run)
 
-    echo("== fuse: the paper's groups")
+    echo("== fuse: the paper's groups, over this experiment's systems only")
+    scores_files = [d / "scores.h5" for d in planned if (d / "scores.h5").is_file()]
     seen: dict[tuple, str] = {}
     for group in exp.groups or list(GROUPS):
+        if not scores_files:
+            echo(f"  (after svm and crnn) deepfeat fuse --group {group} ...")
+            continue
         try:
-            paths = select_group(results_dir, group, test_fold=exp.fold)
-        except ConfigError as e:
-            echo(f"  skip group {group}: {e}")
+            paths = select_group(scores_files, group, test_fold=exp.fold)
+        except ConfigError:
+            echo(f"  skip group {group}: fewer than two of this experiment's systems belong to it")
             continue
         systems = [read_scores(p).system for p in paths]
         members = tuple(sorted(systems))
@@ -227,13 +242,20 @@ def run_experiment(exp: Experiment, *, runner: Runner = run_deepfeat, echo: Call
             continue
         seen[members] = group
         for method in exp.methods:
-            run_dir = results_dir / fused_system_name(method, systems, group)
-            expected = fusion_config(paths, systems, method, fusion_params(method), group)
-            reason = fuse_done(run_dir, expected)
+            system = fused_system_name(method, systems, group)
+            run_dir = results_dir / system
+            planned.append(run_dir)
+            reason = fuse_done(run_dir, fusion_config(paths, systems, method, fusion_params(method), group))
             if reason:
                 echo(f"  skip {run_dir}: {reason}")
                 continue
-            _step(runner, ["fuse", "--group", group, str(results_dir), "-m", method, *fold, "-q"], echo, dry_run)
+            _step(runner, ["fuse", "--group", group, *map(str, paths), "-m", method, *fold, "-o", str(run_dir), "-q"],
+                  echo, dry_run)
+
+    others = sorted(p.parent for p in results_dir.glob("*/metrics.json") if p.parent not in planned) \
+        if results_dir.is_dir() else []
+    for other in others:
+        echo(f"  note: {other} is not part of this experiment; the report lists it too (delete it to leave it out)")
 
     echo("== report")
     if results_dir.is_dir():

@@ -213,8 +213,9 @@ def fusion_verdict(runs: list[Run]) -> list[str]:
         return []
     best_single = max(singles, key=lambda r: (r.metrics["devel_accuracy"], r.metrics.get("test_accuracy") or 0))
     top_test = max(r.metrics.get("test_accuracy") or 0.0 for r in singles)
-    lines = [f"- Best single system on devel: `{best_single.system}` (devel {_pct(best_single.metrics['devel_accuracy'])} %, "
-             f"test {_pct(best_single.metrics.get('test_accuracy'))} %); best single test accuracy: {_pct(top_test)} %."]
+    best_m = best_single.metrics
+    lines = [f"- Best single system on devel: `{best_single.system}` (devel {_pct(best_m['devel_accuracy'])} %, "
+             f"test {_pct(best_m.get('test_accuracy'))} %); best single test accuracy: {_pct(top_test)} %."]
     if fusions:
         best = max(fusions, key=lambda r: (r.metrics["devel_accuracy"], r.metrics.get("test_accuracy") or 0))
         beats_devel = all(best.metrics["devel_accuracy"] > r.metrics["devel_accuracy"] for r in singles)
@@ -233,7 +234,8 @@ def plot_test_accuracy(runs: list[Run], path: str | Path, title: str = "") -> Pa
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
-    colours = {"image-imagenet": ("tab:blue", "image CNN, ImageNet"), "image-none": ("tab:cyan", "image CNN, random init"),
+    colours = {"image-imagenet": ("tab:blue", "image CNN, ImageNet"),
+               "image-none": ("tab:cyan", "image CNN, random init"),
                "image": ("tab:purple", "image CNN, other weights"), "audio": ("tab:green", "audio model"),
                "crnn": ("tab:orange", "CRNN"), "fusion": ("tab:red", "fusion")}
     fig = Figure(figsize=(8, 1.6 + 0.3 * len(runs)), layout="constrained")

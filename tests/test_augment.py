@@ -48,8 +48,8 @@ def test_add_noise_keeps_silence_silent():
     assert not add_noise(np.zeros(100, np.float32), 5.0, np.random.default_rng(0)).any()
 
 
-@pytest.mark.parametrize("kind,value,name", [("time_stretch", 0.8, "time_stretch_0.8"), ("pitch_shift", -2.0, "pitch_shift_-2"),
-                                             ("noise", 15.0, "noise_15dB")])
+@pytest.mark.parametrize("kind,value,name", [("time_stretch", 0.8, "time_stretch_0.8"),
+                                             ("pitch_shift", -2.0, "pitch_shift_-2"), ("noise", 15.0, "noise_15dB")])
 def test_waveform_augmentation_names_and_output(kind, value, name):
     aug = WaveformAugmentation(kind, value)
     assert aug.name == name

@@ -6,7 +6,7 @@ import pytest
 from sklearn.base import clone
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
-from sklearn.svm import SVC, LinearSVC
+from sklearn.svm import SVC
 
 from deepfeat.classify import (
     C_PARAM, DEFAULT_C_GRID, LinearKernel, decision_scores, evaluate_fold, evaluation_units, make_svm,

@@ -5,7 +5,7 @@ store; a run folder) from the demo manifest, so the test is fast; svm, fuse and 
 real through the command line."""
 from __future__ import annotations
 
-import dataclasses
+import shutil
 
 import numpy as np
 import pytest
@@ -15,7 +15,7 @@ from deepfeat.datasets import load_manifest
 from deepfeat.errors import ConfigError, DeepfeatError
 from deepfeat.evaluation import classification_metrics, write_run
 from deepfeat.experiment import Experiment, FeatureSpec, crnn_expected, run_experiment
-from deepfeat.scores import Scores
+from deepfeat.scores import Scores, read_scores
 from deepfeat.store import StoreWriter
 
 FEATURES = (FeatureSpec("efficientnet_lite0", "imagenet"), FeatureSpec("densenet121", "none"),
@@ -72,7 +72,8 @@ class FakeStages:
         pred = scores.argmax(axis=1)
         system, expected = crnn_expected(exp)
         metrics = {"dataset": m.name, "test_fold": exp.fold, "devel_accuracy": float((pred == labels)[~test].mean()),
-                   **{f"test_{k}": v for k, v in classification_metrics(labels[test], pred[test], m.label_names).items()},
+                   **{f"test_{k}": v
+                      for k, v in classification_metrics(labels[test], pred[test], m.label_names).items()},
                    "config": {**expected, "dataset": m.name}}
         run_scores = Scores(system, m.ids(), folds, labels, m.label_names, scores, exp.fold, "probability",
                             {**expected, "dataset": m.name})
@@ -80,47 +81,65 @@ class FakeStages:
                   y_pred_test=pred[test], label_names=m.label_names)
 
 
+def _experiment(data, root) -> tuple[Experiment, FakeStages]:
+    exp = Experiment(data, fold=5, features=FEATURES, crnn_epochs=2, methods=("stacking", "mean"),
+                     features_dir=root / "features", results_root=root / "results")
+    return exp, FakeStages(data, exp)
+
+
+@pytest.fixture(scope="module")
+def first_run(demo_dir, tmp_path_factory):
+    """One complete run (module-wide): (root folder, the runner's calls, the printed lines)."""
+    root = tmp_path_factory.mktemp("paper")
+    exp, runner = _experiment(demo_dir, root)
+    lines = []
+    run_experiment(exp, runner=runner, echo=lines.append)
+    return root, runner.calls, lines
+
+
+@pytest.fixture
+def finished(first_run, demo_dir, tmp_path):
+    """A copy of the finished run's features and results (moved: stores and scores at new paths)."""
+    root = first_run[0]
+    for name in ("features", "results"):
+        shutil.copytree(root / name, tmp_path / name)
+    return _experiment(demo_dir, tmp_path)
+
+
 @pytest.fixture
 def experiment(demo_dir, tmp_path):
-    exp = Experiment(demo_dir, fold=5, features=FEATURES, crnn_epochs=2, methods=("stacking", "mean"),
-                     features_dir=tmp_path / "features", results_root=tmp_path / "results")
-    return exp, FakeStages(demo_dir, exp)
+    return _experiment(demo_dir, tmp_path)
 
 
 def _stages(calls) -> list[str]:
     return [c[0] for c in calls]
 
 
-def test_first_run_does_every_stage_and_writes_the_table(experiment):
-    exp, runner = experiment
-    lines = []
-    results_dir = run_experiment(exp, runner=runner, echo=lines.append)
-    stages = _stages(runner.calls)
+def test_first_run_does_every_stage_and_writes_the_table(first_run):
+    root, calls, lines = first_run
+    results_dir = root / "results" / "demo"
+    stages = _stages(calls)
     assert stages.count("extract") == 4 and stages.count("svm") == 4 and stages.count("crnn") == 1
     # groups: imagenet has one system (skipped); untrained, image, crnn+image, image+audio, all: 2 methods each
     assert stages.count("fuse") == 10 and stages[-1] == "report"
     assert any("skip group imagenet" in line for line in lines)
     readme = (results_dir / "README.md").read_text()
     assert readme.count("| `svm-") == 4 and readme.count("| `fusion-") == 10 and "| `crnn` |" in readme
-    assert results_dir == exp.results_root / "demo"
+    assert [c[1] for c in calls if c[0] == "report"] == [str(results_dir)]
 
 
-def test_rerun_skips_finished_stages(experiment):
-    exp, runner = experiment
-    run_experiment(exp, runner=runner, echo=lambda _: None)
-    runner.calls.clear()
+def test_rerun_skips_finished_stages(finished):
+    exp, runner = finished
     lines = []
     run_experiment(exp, runner=runner, echo=lines.append)
     assert _stages(runner.calls) == ["extract"] * 4 + ["report"]
     assert sum("skip" in line for line in lines) >= 4 + 1 + 10
 
 
-def test_a_changed_store_reruns_its_svm_and_the_fusions_using_it(experiment):
-    exp, runner = experiment
-    run_experiment(exp, runner=runner, echo=lambda _: None)
+def test_a_changed_store_reruns_its_svm_and_the_fusions_using_it(finished):
+    exp, runner = finished
     store = FEATURES[2].store(exp.features_dir, "demo")
     runner.write_store(store, "resnet50", "none", seed=1)  # as if re-extracted
-    runner.calls.clear()
     run_experiment(exp, runner=runner, echo=lambda _: None)
     svm_calls = [c for c in runner.calls if c[0] == "svm"]
     assert [c[1] for c in svm_calls] == [str(store)]
@@ -128,12 +147,13 @@ def test_a_changed_store_reruns_its_svm_and_the_fusions_using_it(experiment):
     assert fused_groups == ["all", "crnn+image", "image", "image+audio", "untrained"]  # every group holds resnet50
 
 
-def test_changed_crnn_settings_rerun_the_crnn(experiment):
-    exp, runner = experiment
+def test_changed_crnn_settings_rerun_the_crnn_and_its_fusions(finished):
+    exp, runner = finished
+    exp.crnn_epochs = 3
+    runner.exp = exp
     run_experiment(exp, runner=runner, echo=lambda _: None)
-    runner.calls.clear()
-    run_experiment(dataclasses.replace(exp, crnn_epochs=3), runner=runner, echo=lambda _: None)
-    assert _stages(runner.calls).count("crnn") == 1
+    assert _stages(runner.calls).count("crnn") == 1 and _stages(runner.calls).count("svm") == 0
+    assert sorted({_option(c, "--group") for c in runner.calls if c[0] == "fuse"}) == ["all", "crnn+image"]
 
 
 def test_dry_run_runs_nothing(experiment):
@@ -155,16 +175,45 @@ def test_a_failing_stage_stops_with_its_command(experiment):
         run_experiment(exp, runner=failing, echo=lambda _: None)
 
 
-@pytest.mark.parametrize("text, spec", [
-    ("densenet121:none", FeatureSpec("densenet121", "none")),
-    ("birdnet", FeatureSpec("birdnet", None)),
-    ("vgg16:/ckpt/v.pt", FeatureSpec("vgg16", "/ckpt/v.pt")),
+@pytest.mark.parametrize("text, spec, store", [
+    ("densenet121:none", FeatureSpec("densenet121", "none"), "esc10-densenet121-none.h5"),
+    ("birdnet", FeatureSpec("birdnet", None), "esc10-birdnet.h5"),
+    ("vgg16:/ckpt/v.pt", FeatureSpec("vgg16", "/ckpt/v.pt"), "esc10-vgg16-v.h5"),
 ])
-def test_feature_spec_parse(text, spec, tmp_path):
+def test_feature_spec_parse(text, spec, store, tmp_path):
     assert FeatureSpec.parse(text) == spec
-    assert spec.store(tmp_path, "esc10").name.startswith(f"esc10-{spec.network}-")
+    assert spec.store(tmp_path, "esc10") == tmp_path / store
 
 
 def test_feature_spec_needs_a_network():
     with pytest.raises(ConfigError, match="NETWORK:WEIGHTS"):
         FeatureSpec.parse(":none")
+
+
+def test_paper_command_dry_run(demo_dir, tmp_path):
+    from click.testing import CliRunner
+
+    from deepfeat.cli.paper import paper
+
+    result = CliRunner().invoke(paper, [str(demo_dir), "-n", "densenet121:none", "-n", "birdnet", "--crnn-epochs", "0",
+                                        "--features-dir", str(tmp_path / "f"), "--results", str(tmp_path / "r"),
+                                        "--dry-run"])
+    assert result.exit_code == 0, result.output
+    extracts = [line for line in result.output.splitlines() if line.startswith("+ deepfeat extract")]
+    assert [line.split(" -o ")[1].split()[0] for line in extracts] == [
+        str(tmp_path / "f" / "demo-densenet121-none.h5"), str(tmp_path / "f" / "demo-birdnet.h5")]
+    assert "+ deepfeat crnn" not in result.output and not (tmp_path / "f").exists()
+
+
+def test_runs_from_elsewhere_are_not_fused_but_noted(finished):
+    exp, runner = finished
+    results_dir = exp.results_root / "demo"
+    stale = results_dir / "svm-vgg19-imagenet"
+    shutil.copytree(results_dir / "svm-efficientnet_lite0-imagenet", stale)
+    s = read_scores(stale / "scores.h5")
+    s.system = "svm-vgg19-imagenet"
+    s.write(stale / "scores.h5")
+    lines = []
+    run_experiment(exp, runner=runner, echo=lines.append)
+    assert "fuse" not in _stages(runner.calls)  # the imagenet group still has one system of this experiment
+    assert any(f"note: {stale} is not part of this experiment" in line for line in lines)

@@ -15,7 +15,8 @@ from sklearn.preprocessing import FunctionTransformer
 
 from deepfeat.errors import ConfigError, StoreError
 from deepfeat.fusion import (
-    GROUPS, METHODS, MajorityVote, MeanFusion, StackingFusion, align_scores, evaluate_fusion, fused_system_name,
+    GROUPS, METHODS, MajorityVote, MeanFusion, StackingFusion, WeightedFusion, align_scores, evaluate_fusion,
+    fused_system_name,
     make_fusion, read_aligned, run_fusion, select_group, stack_scores, system_info,
 )
 from deepfeat.scores import Scores, read_scores
@@ -87,7 +88,8 @@ def test_align_reorders_rows_by_clip_id():
 
 
 def _corrupt(s: Scores, what: str) -> Scores:
-    ids, folds, labels, names, test_fold = s.ids.copy(), s.folds.copy(), s.labels.copy(), list(s.label_names), s.test_fold
+    ids, folds, labels = s.ids.copy(), s.folds.copy(), s.labels.copy()
+    names, test_fold = list(s.label_names), s.test_fold
     if what == "ids":
         ids[3] = "not-a-clip"
     elif what == "folds":
@@ -155,7 +157,9 @@ def test_estimators_follow_the_sklearn_api(method):
     np.testing.assert_array_equal(pipe.predict(X), clone(est).fit(X, y).predict(X))
 
 
-@pytest.mark.parametrize("est", [MeanFusion(normalise="standard"), MeanFusion(normalise="softmax"), MajorityVote()])
+@pytest.mark.parametrize("est", [MeanFusion(normalise="standard"), MeanFusion(normalise="softmax"), MajorityVote(),
+                                 WeightedFusion(), StackingFusion(normalise="softmax"),
+                                 StackingFusion(normalise="standard")])
 def test_fixed_rules_ignore_each_systems_scale_and_offset(est):
     X, y, _ = _training_data()
     rescaled = X.copy()
@@ -212,11 +216,11 @@ def test_stacking_tunes_C_on_the_groups_like_deepfeat_svm(tmp_path):
                     skipped=[])
     grid = (1e-3, 1e-2, 1e-1, 1.0)
     svm = evaluate_fold(fs, 5, c_grid=grid, n_jobs=1)
-    fused = evaluate_fusion(systems, "stacking", params={"Cs": grid})
+    fused = evaluate_fusion(systems, "stacking", params={"Cs": grid, "normalise": "none"})
     assert fused.metrics["best_C"] == svm.metrics["best_C"]
     assert fused.metrics["devel_accuracy"] == pytest.approx(svm.metrics["devel_accuracy"])
     assert fused.metrics["test_accuracy"] == pytest.approx(svm.metrics["test_accuracy"])
-    assert [row["accuracy"] for row in fused.metrics["cv"]] == pytest.approx([row["accuracy"] for row in svm.metrics["cv"]])
+    assert [r["accuracy"] for r in fused.metrics["cv"]] == pytest.approx([r["accuracy"] for r in svm.metrics["cv"]])
 
 
 @pytest.mark.parametrize("method", list(METHODS))
@@ -292,7 +296,8 @@ def results_dir(tmp_path):
              ("svm-densenet121-none", "image", "none"), ("svm-resnet50-none", "image", "none"),
              ("svm-birdnet-birdnet_v2.4", "audio", "birdnet_v2.4"), ("crnn", "crnn", None)]
     for seed, (name, family, weights) in enumerate(specs):
-        synthetic_system(name, (seed % N_CLASSES,), seed, family=family, weights=weights).write(root / name / "scores.h5")
+        system = synthetic_system(name, (seed % N_CLASSES,), seed, family=family, weights=weights)
+        system.write(root / name / "scores.h5")
     # a run for another test fold and a --cv fold folder of an existing system: never picked twice
     synthetic_system("svm-vgg16-imagenet", (0,), 7, test_fold=4).write(root / "svm-vgg16-imagenet-fold4" / "scores.h5")
     synthetic_system("svm-vgg16-imagenet", (0,), 8).write(root / "svm-vgg16-imagenet" / "fold-5" / "scores.h5")
@@ -365,3 +370,32 @@ def test_stacking_fusion_rejects_a_bad_grid():
     X, y, groups = _training_data()
     with pytest.raises(ConfigError, match="positive"):
         StackingFusion(Cs=(0.0, 1.0)).fit(X, y, groups=groups)
+
+
+def test_weighted_fusion_gives_a_noise_system_little_weight():
+    good = complementary_systems()[0]
+    noise = synthetic_system("svm-noise-none", (), seed=21, strength=0.0, weights="none", scale=50.0)
+    systems = [good, noise]
+    dev = ~good.test_mask
+    X, y = stack_scores(systems)[dev], good.labels[dev]
+    est = WeightedFusion(n_classes=N_CLASSES).fit(X, y)
+    assert abs(est.weights_[1]) < 0.25 * est.weights_[0]
+    weighted = evaluate_fusion(systems, "weighted").metrics["devel_accuracy"]
+    mean = evaluate_fusion(systems, "mean").metrics["devel_accuracy"]
+    assert weighted >= accuracy(good, dev) - 0.03 and weighted > mean
+
+
+def test_weighted_fusion_of_one_balanced_system_keeps_its_decisions():
+    s = synthetic_system("svm-even-imagenet", tuple(range(N_CLASSES)), seed=5, strength=1.5)
+    est = WeightedFusion(n_classes=N_CLASSES).fit(s.scores, s.labels)
+    assert est.weights_[0] > 0
+    assert np.mean(est.predict(s.scores) == s.scores.argmax(axis=1)) > 0.95  # only small class offsets differ
+
+
+def test_select_group_among_files_and_folders(results_dir):
+    files = [results_dir / name / "scores.h5" for name in ("svm-densenet121-none", "svm-vgg16-imagenet", "crnn")]
+    assert select_group(files, "crnn+image", 5) == sorted(files)
+    assert {read_scores(p).system for p in select_group(files, "image", 5)} == {
+        "svm-densenet121-none", "svm-vgg16-imagenet"}
+    both = select_group([results_dir, files[0]], "untrained", 5)  # a file also found in the folder counts once
+    assert {read_scores(p).system for p in both} == {"svm-densenet121-none", "svm-resnet50-none"}

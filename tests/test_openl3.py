@@ -16,6 +16,8 @@ from deepfeat.models.openl3 import L3Spectrogram, OpenL3, infer_input_repr, kapr
 from deepfeat.store import read_store
 
 RATE = 48000
+pytestmark = pytest.mark.filterwarnings("ignore:Empty filters detected:UserWarning",
+                                        "ignore:pkg_resources is deprecated:UserWarning")
 
 
 @pytest.fixture(scope="module")

@@ -91,7 +91,8 @@ def test_report_has_one_row_per_run_singles_then_fusions(results):
 
 def test_report_cells_are_the_runs_measurements(results):
     text = write_report(results).read_text()
-    rows = {re.match(r"\| `([^`]+)`", r).group(1): [c.strip() for c in r.strip("|").split("|")] for r in _table_rows(text)}
+    rows = {re.match(r"\| `([^`]+)`", r).group(1): [c.strip() for c in r.strip("|").split("|")]
+            for r in _table_rows(text)}
     for system, cells in rows.items():
         metrics = json.loads((results / system / "metrics.json").read_text())
         assert cells[5].strip("*") == f"{100 * metrics['devel_accuracy']:.1f}"
@@ -169,3 +170,16 @@ def test_a_folder_without_runs_is_a_config_error(tmp_path):
         write_report(tmp_path)
     with pytest.raises(ConfigError, match="no such results folder"):
         write_report(tmp_path / "missing")
+
+
+def test_fusion_extraction_is_the_sum_over_its_members(results):
+    text = write_report(results).read_text()
+    row = next(r for r in _table_rows(text) if r.startswith("| `fusion-untrained-stacking`"))
+    assert row.strip("|").split("|")[10].strip() == "Σ 90"  # densenet121 40 s + resnet50 50 s
+
+
+def test_report_command(results, capsys):
+    from deepfeat.cli.main import main
+
+    main(["report", str(results)])
+    assert capsys.readouterr().out.strip() == f"wrote {results / README}"

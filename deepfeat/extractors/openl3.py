@@ -13,6 +13,8 @@ the official OpenL3 Keras weights, ``torchopenl3_{repr}_{content}_512.pth.tar`` 
 the ``_6144`` files hold the same layers and load too, with ``-w PATH``). ``none`` is a fixed-seed
 random initialisation (input representation ``mel128`` unless ``input_repr`` is given); a path is
 any such state dict, its input representation read from its front-end buffers or file name.
+The official Keras files (``openl3_audio_{repr}_{content}.h5`` in the ``openl3`` package) are not
+read directly: use their torchopenl3 conversions.
 """
 from __future__ import annotations
 
@@ -93,7 +95,8 @@ class OpenL3Extractor(Extractor):
             self.content_type = self.content_type or (match.group(2) if match else None)
             if self.input_repr is None:
                 raise WeightsError(f"{path}: cannot tell its input representation (no front-end buffers, no "
-                                   "linear/mel128/mel256 in its name); rename it like torchopenl3_mel128_env_512.pth.tar")
+                                   "linear/mel128/mel256 in its name); rename it like "
+                                   "torchopenl3_mel128_env_512.pth.tar")
         try:
             return openl3_state_dict(state, self.input_repr)
         except ValueError as e:
