@@ -63,7 +63,8 @@ class Sizes:
     forward_repeats: int
     e2e_clips: dict = field(default_factory=dict)  #: network → first N clips of the dataset
     e2e_clips_default: int = 80
-    audio_clips: int = 40
+    audio_clips: dict = field(default_factory=dict)  #: audio model → first N clips
+    audio_clips_default: int = 32
     svm_rows: int = 2000
     svm_dim: int = 4096
     svm_classes: int = 50
@@ -73,15 +74,18 @@ class Sizes:
     memory_clips: int = 40  #: clips of the 1× memory run; the 10× run lists them 10 times
 
     def clips_for(self, network: str) -> int:
+        if network in AUDIO_MODELS:
+            return self.audio_clips.get(network, self.audio_clips_default)
         return self.e2e_clips.get(network, self.e2e_clips_default)
 
 
 FULL = Sizes(frontend_clips=40, frontend_repeats=3, forward_images=64, naive_images=16, forward_repeats=2,
-             e2e_clips={"efficientnet_lite0": 200, "vgg16": 80}, e2e_clips_default=80, audio_clips=40,
+             e2e_clips={"efficientnet_lite0": 200, "vgg16": 80}, e2e_clips_default=80,
+             audio_clips={"openl3": 10}, audio_clips_default=32,
              svm_rows=2000, svm_dim=4096, svm_classes=50, svm_folds=5, crnn_clips=400, crnn_epochs=2,
-             memory_clips=40)
+             memory_clips=100)
 QUICK = Sizes(frontend_clips=4, frontend_repeats=1, forward_images=4, naive_images=2, forward_repeats=1,
-              e2e_clips_default=4, audio_clips=2, svm_rows=200, svm_dim=256, svm_classes=10, svm_folds=5,
+              e2e_clips_default=4, audio_clips_default=2, svm_rows=200, svm_dim=256, svm_classes=10, svm_folds=5,
               crnn_clips=10, crnn_epochs=1, memory_clips=2)
 
 _T0 = time.perf_counter()
@@ -141,8 +145,8 @@ def resolve_data(data: str | None, scratch: Path, sizes: Sizes):
         return load_manifest(data), str(data)
     if DEFAULT_DATA.exists():
         return load_manifest(DEFAULT_DATA), str(DEFAULT_DATA)
-    needed = max(sizes.frontend_clips, sizes.crnn_clips, sizes.audio_clips, sizes.memory_clips,
-                 sizes.e2e_clips_default, *sizes.e2e_clips.values())
+    needed = max(sizes.frontend_clips, sizes.crnn_clips, sizes.memory_clips, sizes.e2e_clips_default,
+                 sizes.audio_clips_default, *sizes.e2e_clips.values(), *sizes.audio_clips.values())
     per_class = max(5, -(-needed // 5))
     say(f"{DEFAULT_DATA} not found: writing demo data ({per_class} clips per class, 5 s, 44.1 kHz)")
     root = write_demo_dataset(scratch / "demo-data", clips_per_class=per_class, duration=5.0, sample_rate=44100)
@@ -175,9 +179,9 @@ def bench_frontend(manifest, sizes: Sizes) -> tuple[dict, list[np.ndarray]]:
     clips = manifest.clips[:sizes.frontend_clips]
     n, reps = len(clips), sizes.frontend_repeats
     # Warm-up outside the timings: imports, the cached mel filterbank, matplotlib's font cache.
-    first = load_audio(clips[0].path, plot.mel.sample_rate)[0]
-    render_matplotlib(render_fast_input := log_mel(first, plot.mel), plot)
-    render_fast(render_fast_input, plot)
+    first = log_mel(load_audio(clips[0].path, plot.mel.sample_rate)[0], plot.mel)
+    render_fast(first, plot)
+    render_matplotlib(first, plot)
     audio: list[np.ndarray] = []
 
     def decode():
@@ -701,7 +705,7 @@ def run_benchmark(data: str | None, out: Path, sizes: Sizes, quick: bool, device
         if "audio" in sections and audio_models:
             results["audio_models"] = {}
             for name in audio_models:
-                a = section(f"audio {name}", lambda: bench_extract(head(manifest, sizes.audio_clips), name,
+                a = section(f"audio {name}", lambda: bench_extract(head(manifest, sizes.clips_for(name)), name,
                                                                    AUDIO_MODELS[name], scratch, device))
                 if a is not None:
                     results["audio_models"][name] = a
@@ -728,7 +732,7 @@ SECTIONS = ("frontend", "image", "audio", "svm", "crnn", "memory")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="bench", description=__doc__.split("\n\n")[0],
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default=None,
                    help=f"dataset folder or label CSV (default: {DEFAULT_DATA} when present, else demo data)")
@@ -748,7 +752,9 @@ def _names(text: str, allowed, what: str) -> list[str]:
     names = [n.strip() for n in text.split(",") if n.strip()]
     unknown = [n for n in names if n not in allowed]
     if unknown:
-        raise SystemExit(f"Error: unknown {what} {', '.join(unknown)}; choose from {', '.join(allowed)}")
+        from deepfeat.errors import ConfigError
+
+        raise ConfigError(f"unknown {what} {', '.join(unknown)}; choose from {', '.join(allowed)}")
     return names
 
 
@@ -757,12 +763,18 @@ def main(argv=None) -> int:
     if args.memory_child:
         print(json.dumps(memory_child(json.loads(args.memory_child))))
         return 0
+    from deepfeat.errors import DeepfeatError
+
     sizes = QUICK if args.quick else FULL
     out = Path(args.out or ("features/bench-quick" if args.quick else "results/bench"))
-    results = run_benchmark(args.data, out, sizes, args.quick, args.device,
-                            _names(args.networks, IMAGE_NETWORKS, "network"),
-                            _names(args.audio_models, AUDIO_MODELS, "audio model"),
-                            set(_names(args.sections, SECTIONS, "section")))
+    try:
+        results = run_benchmark(args.data, out, sizes, args.quick, args.device,
+                                _names(args.networks, IMAGE_NETWORKS, "network"),
+                                _names(args.audio_models, AUDIO_MODELS, "audio model"),
+                                set(_names(args.sections, SECTIONS, "section")))
+    except DeepfeatError as e:
+        print(f"Error: {e}", file=sys.stderr)
+        return 2
     m = results["machine"]
     print(f"\nmachine: {m['cpu_cores']} cores ({m['cpu']}), torch {m['torch']}, {m['torch_threads']} threads, "
           f"device {m['device']}; load average at start {m.get('load_average_at_start')}")

@@ -16,7 +16,7 @@ def list_weights():
 
     for name, wf in registry.registered().items():
         path = registry.locate(wf)
-        state = f"present  {path}" if path else f"missing  (expected {wf.filename} in {registry.cache_dirs()[1]})"
+        state = f"present  {path}" if path else f"missing  (expected {wf.filename} in {registry.cache_dirs()[0]})"
         click.echo(f"{name:32s} {state}")
 
 

@@ -20,12 +20,13 @@ scores from ``decision_function_shape="ovr"``) fed a precomputed linear kernel
 (:class:`LinearKernel`): each training split's kernel is one BLAS product shared by the whole C
 grid. It was chosen over ``LinearSVC`` (liblinear, one-vs-rest) by speed, measured with
 ``--cv`` (5 test folds, 7 C values) on the 2 shared CPU cores of the development machine
-(load average 7-10): ESC-10 EfficientNet-Lite0 features (400 × 1280) 9.6 s vs 47.8 s, ESC-10
-random-init DenseNet-121 (400 × 1024) 10.3 s vs 271 s, at the same mean test accuracy (80.25 %
-and 75.0 % for both). One test fold of a random 2000 × 4096 store (10 Gaussian classes):
-4.8 s, where ``SVC(kernel="linear")`` (kernel recomputed by libsvm for every fit) took 114 s
-and ``LinearSVC`` 57-70 s; of pure noise: 8.9 s. The kernel grows with rows squared, so stores with more than
-:data:`MAX_KERNEL_ROWS` rows (many windows) need ``kind="linearsvc"``.
+(load average 7-10), on ESC-10 features of the paper preset (viridis, 0.32 s / 0.16 s):
+EfficientNet-Lite0 ImageNet (400 × 1280) 9.6 s vs 47.8 s, random-init DenseNet-121
+(400 × 1024) 10.3 s vs 271 s, at the same mean test accuracy (80.25 % and 75.0 % for both).
+One test fold of a random 2000 × 4096 store (10 Gaussian classes): 4.8 s, where
+``SVC(kernel="linear")`` (kernel recomputed by libsvm for every fit) took 114 s and
+``LinearSVC`` 57-70 s; of pure noise: 8.9 s. The kernel grows with rows squared, so stores
+with more than :data:`MAX_KERNEL_ROWS` rows (many windows) need ``kind="linearsvc"``.
 """
 from __future__ import annotations
 
@@ -41,6 +42,7 @@ from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_is_fitted
 
+from .config import PlotConfig
 from .errors import ConfigError, StoreError
 from .evaluation import (
     SCORE_NAMES, classification_metrics, default_run_dir, development_folds, summarise_folds, write_json, write_run,
@@ -112,14 +114,15 @@ def parse_c_grid(text: str) -> tuple[float, ...]:
 
 def system_name(fs: FeatureSet, prefix: str = "svm", per_window: bool = False) -> str:
     """``<prefix>-<network>-<weights>[-<colormap>][-per-window]``, e.g.
-    ``svm-efficientnet_lite0-imagenet``; the colour map is named when it is not viridis and
+    ``svm-efficientnet_lite0-imagenet``; the colour map is named when it is not the default
+    (:class:`~deepfeat.config.PlotConfig`'s) and
     ``-per-window`` is added when a windowed store is scored per window."""
     weights = str(fs.attrs.get("weights") or "default")
     if os.sep in weights or weights.endswith((".pt", ".pth", ".ckpt", ".bin")):
         weights = Path(weights).stem
     parts = [prefix, str(fs.attrs.get("network") or fs.name), weights]
     colormap = ((fs.config.get("extractor") or {}).get("plot") or {}).get("colormap")
-    if colormap and colormap != "viridis":
+    if colormap and colormap != PlotConfig().colormap:
         parts.append(colormap)
     if per_window and fs.windowed:
         parts.append("per-window")

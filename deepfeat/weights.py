@@ -161,7 +161,7 @@ def download(name: str, dest: str | Path | None = None, timeout: float = 60.0) -
     wf = get(name)
     if not wf.url:
         raise WeightsError(f"weights {name!r} have no download address; {missing_message(wf)}")
-    folder = Path(dest) if dest else cache_dirs()[0 if os.environ.get("DEEPFEAT_WEIGHTS_DIR") else 1]
+    folder = Path(dest) if dest else cache_dirs()[0]
     if wf.name.endswith("-imagenet") and wf.package is None and not dest:
         folder = cache_dirs()[-1]  # torchvision's own cache, so torchvision finds it too
     folder.mkdir(parents=True, exist_ok=True)

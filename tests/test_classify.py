@@ -171,10 +171,10 @@ def test_units_of_a_clip_store_are_its_rows():
 
 @pytest.mark.parametrize("attrs,config,per_window,windows,expected", [
     ({"network": "efficientnet_lite0", "weights": "imagenet"}, {}, False, 1, "svm-efficientnet_lite0-imagenet"),
-    ({"network": "vgg16", "weights": "imagenet"}, {"extractor": {"plot": {"colormap": "viridis"}}}, False, 1,
-     "svm-vgg16-imagenet"),
     ({"network": "vgg16", "weights": "imagenet"}, {"extractor": {"plot": {"colormap": "magma"}}}, False, 1,
-     "svm-vgg16-imagenet-magma"),
+     "svm-vgg16-imagenet"),  # the default colour map is not named
+    ({"network": "vgg16", "weights": "imagenet"}, {"extractor": {"plot": {"colormap": "viridis"}}}, False, 1,
+     "svm-vgg16-imagenet-viridis"),
     ({"network": "densenet121", "weights": "/ckpt/my_model.pth"}, {}, False, 1, "svm-densenet121-my_model"),
     ({"network": "panns_cnn14", "weights": "audioset"}, {}, True, 3, "svm-panns_cnn14-audioset-per-window"),
     ({"network": "panns_cnn14", "weights": "audioset"}, {}, True, 1, "svm-panns_cnn14-audioset"),

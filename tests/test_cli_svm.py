@@ -118,3 +118,11 @@ def test_bad_input_is_one_error_line(tmp_path, capsys, edit, args, words):
     if "--c-grid" not in args:
         assert "bad.h5" in err
     assert not (tmp_path / "run" / "metrics.json").exists()
+
+
+def test_too_many_rows_for_the_kernel_svm_points_to_linearsvc(separable_store, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr("deepfeat.classify.MAX_KERNEL_ROWS", 50)  # the store has 60 rows
+    status, _, err = run(["svm", str(separable_store), "-o", str(tmp_path)], capsys)
+    assert status == 2 and "--svm linearsvc" in err and "toy.h5" in err
+    status, _, _ = run(["svm", str(separable_store), "-o", str(tmp_path), "--svm", "linearsvc", "-q"], capsys)
+    assert status == 0

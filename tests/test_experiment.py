@@ -57,7 +57,7 @@ class FakeStages:
         features = np.eye(len(m.label_names), 8)[labels] * 3.0 + rng.normal(size=(len(m), 8))
         kind = "audio" if network == "birdnet" else "image"
         weights = weights or "birdnet_v2.4"
-        extractor = {"network": network, "kind": kind, "weights": weights, "plot": {"colormap": "viridis"}}
+        extractor = {"network": network, "kind": kind, "weights": weights, "plot": {"colormap": "magma"}}
         config = {"extractor": extractor, "dataset": {"name": m.name, "manifest_sha256": m.fingerprint()}}
         writer = StoreWriter(path, config, m.label_names, len(m), overwrite=True,
                              attrs={"network": network, "weights": weights, "dataset": m.name})

@@ -34,7 +34,7 @@ def write_store(path, network, weights, kind, good, seconds, seed, dim: int = 12
     features = means[labels] + rng.normal(size=(len(ids), dim))
     extractor = {"network": network, "kind": kind, "weights": weights, "layer": None, "seed": 0}
     if kind == "image":
-        extractor["plot"] = {"colormap": "viridis"}
+        extractor["plot"] = {"colormap": "magma"}
     config = {"extractor": extractor, "weights_sha256": None,
               "dataset": {"name": DATASET, "n_clips": len(ids), "manifest_sha256": "0" * 64}}
     writer = StoreWriter(path, config, LABEL_NAMES, len(ids), attrs={
@@ -100,7 +100,7 @@ def test_report_cells_are_the_runs_measurements(results):
         assert cells[7] == f"{100 * metrics['test_macro_f1']:.1f}"
     assert rows["svm-densenet121-none"][3] == "none (random init)"
     assert rows["svm-efficientnet_lite0-imagenet"][3] == "ImageNet"
-    assert rows["svm-efficientnet_lite0-imagenet"][4] == "viridis"
+    assert rows["svm-efficientnet_lite0-imagenet"][4] == "magma"
     assert rows["svm-resnet50-none"][10] == "50 (cpu)"  # the store's extract_seconds
     assert rows["crnn"][1] == "CRNN" and rows["crnn"][10] == "–" and rows["crnn"][11] == "77.0"
     assert rows["fusion-all-stacking"][1] == "fusion" and rows["fusion-all-stacking"][9] != "–"  # stacking has a C

@@ -1,0 +1,156 @@
+"""Tests of the speed benchmark (benchmarks/bench.py): its helpers, and one quick run end to end."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from deepfeat.datasets import load_manifest
+from deepfeat.store import read_store
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("deepfeat_benchmark_under_test", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    yield module
+    sys.modules.pop(spec.name, None)
+
+
+@pytest.mark.parametrize("network, expected", [("vgg16", 80), ("efficientnet_lite0", 200), ("resnet50", 80),
+                                               ("openl3", 10), ("panns_cnn14", 32), ("birdnet", 32)])
+def test_full_sizes_per_network(bench, network, expected):
+    assert bench.FULL.clips_for(network) == expected
+
+
+@pytest.mark.parametrize("sizes", ["FULL", "QUICK"])
+def test_memory_run_repeats_at_least_one_clip(bench, sizes):
+    s = getattr(bench, sizes)
+    assert s.memory_clips >= 1 and bench.MEMORY_REPEAT == 10
+    assert s.naive_images <= s.forward_images
+
+
+@pytest.mark.parametrize("n, repeat", [(3, 1), (3, 10), (5, 2)])
+def test_repeated_csv_lists_every_clip_repeat_times_with_distinct_ids(bench, demo_dir, tmp_path, n, repeat):
+    source = load_manifest(demo_dir)
+    csv_path = bench.write_repeated_csv(source, n, repeat, tmp_path / "mem")
+    manifest = load_manifest(csv_path)
+    assert len(manifest) == n * repeat
+    assert len(set(manifest.ids())) == n * repeat
+    for k, clip in enumerate(manifest.clips):
+        original = source.clips[k % n]
+        assert clip.path.resolve() == original.path.resolve()
+        assert (clip.label, clip.fold) == (original.label, original.fold)
+
+
+def test_repeated_csv_can_be_rewritten_in_place(bench, demo_dir, tmp_path):
+    source = load_manifest(demo_dir)
+    bench.write_repeated_csv(source, 2, 1, tmp_path)
+    again = bench.write_repeated_csv(source, 2, 10, tmp_path)
+    assert len(load_manifest(again)) == 20
+
+
+@pytest.mark.parametrize("rows, dim, classes", [(100, 16, 5), (60, 8, 3)])
+def test_synthetic_svm_store_is_balanced_over_classes_and_folds(bench, tmp_path, rows, dim, classes):
+    sizes = bench.Sizes(frontend_clips=1, frontend_repeats=1, forward_images=1, naive_images=1, forward_repeats=1,
+                        svm_rows=rows, svm_dim=dim, svm_classes=classes, svm_folds=5)
+    bench.write_svm_store(tmp_path / "s.h5", sizes)
+    fs = read_store(tmp_path / "s.h5")
+    assert fs.features.shape == (rows, dim) and fs.features.dtype == np.float32
+    assert (fs.features >= 0).all()
+    assert np.bincount(fs.labels).tolist() == [rows // classes] * classes
+    assert np.bincount(fs.folds)[1:].tolist() == [rows // 5] * 5
+    # class-structured: rows of a class are closer to their class mean than to the others'
+    means = np.stack([fs.features[fs.labels == c].mean(0) for c in range(classes)])
+    nearest = np.argmin(((fs.features[:, None] - means[None]) ** 2).sum(-1), axis=1)
+    assert (nearest == fs.labels).mean() > 1.0 / classes
+
+
+@pytest.mark.parametrize("ratio, verdict", [(12.0, True), (10.0, True), (9.9, False)])
+def test_renderer_target(bench, ratio, verdict):
+    rows = bench.targets({"frontend": {"fast_over_matplotlib": ratio}})
+    assert rows[0]["pass"] is verdict and rows[0]["measured"] == ratio
+
+
+@pytest.mark.parametrize("fraction, speedup, memory, svm_seconds, verdict", [
+    (0.9, 2.0, 1.0, 30.0, True),
+    (0.8, 1.4, 1.3, 61.0, False),
+])
+def test_targets_pass_and_miss(bench, fraction, speedup, memory, svm_seconds, verdict):
+    results = {"forward": {"vgg16": {"speedup_over_naive": speedup}},
+               "end_to_end": {"vgg16": {"fraction_of_forward": fraction}},
+               "memory": {"ratio": {"main_peak_rss_mib": memory}},
+               "svm": {"wall_seconds": svm_seconds, "rows": 2000, "dim": 4096, "classes": 50}}
+    renderer, forward, e2e, mem, svm = bench.targets(results)
+    assert renderer["pass"] is None  # not measured: n/a, neither PASS nor MISS
+    assert "naive" in forward["target"] and "end-to-end" in e2e["target"]
+    assert "memory" in mem["target"] and "svm" in svm["target"]
+    assert [forward["pass"], e2e["pass"], mem["pass"], svm["pass"]] == [verdict] * 4
+
+
+@pytest.mark.skipif(not Path("/proc/self/smaps_rollup").exists(), reason="needs Linux /proc")
+@pytest.mark.parametrize("megabytes", [60, 200])
+def test_tree_sampler_sees_a_child_allocating(bench, megabytes):
+    code = ("import os, time, numpy as np; a = np.ones(%d * 2**20 // 8); "
+            "pid = os.fork()\nif pid == 0:\n    b = np.ones(%d * 2**20 // 8); time.sleep(0.6); os._exit(0)\n"
+            "time.sleep(0.6); os.waitpid(pid, 0)") % (megabytes, megabytes)
+    proc = subprocess.Popen([sys.executable, "-c", code])
+    sampler = bench.TreeSampler(proc.pid, interval=0.02)
+    sampler.start()
+    proc.wait()
+    sampler.stop()
+    assert sampler.max_processes >= 2  # the forked child was seen
+    assert sampler.peak_pss_kib / 1024 > 2 * megabytes * 0.9  # parent's and child's own arrays
+    assert sampler.peak_rss_kib >= sampler.peak_pss_kib
+
+
+def test_quick_run_writes_report_and_json(bench, demo_dir, tmp_path, capsys):
+    """The whole benchmark in quick mode on the tiny demo set (one image CNN, one audio model)."""
+    out = tmp_path / "bench"
+    status = bench.main(["--quick", "--data", str(demo_dir), "--out", str(out), "--device", "cpu",
+                         "--networks", "efficientnet_lite0", "--audio-models", "panns_cnn14"])
+    assert status == 0
+    results = json.loads((out / "bench.json").read_text())
+    assert {"machine", "dataset", "frontend", "forward", "end_to_end", "audio_models", "svm", "crnn", "memory",
+            "targets", "total_seconds"} <= set(results)
+    assert results["errors"] == {}
+    assert {"cpu_cores", "torch", "device"} <= set(results["machine"])
+    fe = results["frontend"]
+    for key in ("decode_resample_clips_per_s", "mel_clips_per_s", "render_fast_clips_per_s",
+                "render_matplotlib_clips_per_s", "fast_over_matplotlib", "mean_abs_pixel_difference"):
+        assert fe[key] > 0 or key == "mean_abs_pixel_difference"
+    assert fe["fast_over_matplotlib"] == pytest.approx(fe["render_fast_clips_per_s"] / fe["render_matplotlib_clips_per_s"])
+    assert 0 <= fe["mean_abs_pixel_difference"] < 10  # the two renderers draw the same picture
+    fwd, e2e = results["forward"]["efficientnet_lite0"], results["end_to_end"]["efficientnet_lite0"]
+    assert fwd["images_per_s"] > 0 and fwd["naive_images_per_s"] > 0
+    assert fwd["speedup_over_naive"] == pytest.approx(fwd["images_per_s"] / fwd["naive_images_per_s"])
+    assert e2e["fraction_of_forward"] == pytest.approx(e2e["clips_per_s"] / fwd["images_per_s"])
+    assert e2e["rows"] == e2e["clips"] == 4
+    assert results["audio_models"]["panns_cnn14"]["dim"] == 2048
+    assert results["svm"]["wall_seconds"] > 0 and results["svm"]["rows"] == 200
+    assert results["crnn"]["seconds_per_epoch"] > 0
+    mem = results["memory"]
+    assert mem["runs"]["1x"]["clips"] * 10 == mem["runs"]["10x"]["clips"]
+    assert mem["runs"]["1x"]["main_peak_rss_mib"] > 50
+    assert "main_peak_rss_mib" in mem["ratio"]
+    names = [r["target"] for r in results["targets"]]
+    assert any("matplotlib" in n for n in names) and any("svm" in n for n in names)
+    readme = (out / "README.md").read_text()
+    assert "## Targets" in readme and "quick mode" in readme
+    assert readme.count("PASS") + readme.count("MISS") >= len(results["targets"])
+    printed = capsys.readouterr().out
+    assert "machine:" in printed and printed.rstrip().splitlines()[-1].startswith(("PASS", "MISS"))
+
+
+def test_unknown_network_is_a_one_line_error(bench, capsys):
+    assert bench.main(["--quick", "--networks", "not_a_net"]) == 2
+    assert "unknown network not_a_net" in capsys.readouterr().err
