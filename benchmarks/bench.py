@@ -70,7 +70,7 @@ class Sizes:
     svm_classes: int = 50
     svm_folds: int = 5
     crnn_clips: int = 400
-    crnn_epochs: int = 2
+    crnn_epochs: int = 3  #: the median epoch time is reported (the first epoch includes warm-up)
     memory_clips: int = 40  #: clips of the 1× memory run; the 10× run lists them 10 times
 
     def clips_for(self, network: str) -> int:
@@ -82,7 +82,7 @@ class Sizes:
 FULL = Sizes(frontend_clips=40, frontend_repeats=3, forward_images=64, naive_images=16, forward_repeats=2,
              e2e_clips={"efficientnet_lite0": 200, "vgg16": 80}, e2e_clips_default=80,
              audio_clips={"openl3": 10}, audio_clips_default=32,
-             svm_rows=2000, svm_dim=4096, svm_classes=50, svm_folds=5, crnn_clips=400, crnn_epochs=2,
+             svm_rows=2000, svm_dim=4096, svm_classes=50, svm_folds=5, crnn_clips=400, crnn_epochs=3,
              memory_clips=100)
 QUICK = Sizes(frontend_clips=4, frontend_repeats=1, forward_images=4, naive_images=2, forward_repeats=1,
               e2e_clips_default=4, audio_clips_default=2, svm_rows=200, svm_dim=256, svm_classes=10, svm_folds=5,

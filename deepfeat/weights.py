@@ -133,6 +133,19 @@ def resolve(name: str) -> tuple[Path, str]:
     return path, verify(path, wf)
 
 
+def resolve_choice(network: str, weights: str, registry_names: dict[str, str]) -> tuple[Path, str]:
+    """A ``-w`` value → ``(path, sha256)``: a name in ``registry_names`` (→ registered weights file)
+    or an existing file. Raises :class:`WeightsError` naming the choices otherwise."""
+    if weights in registry_names:
+        return resolve(registry_names[weights])
+    path = Path(weights).expanduser()
+    if path.is_file():
+        return path, file_sha256(path)
+    choices = ", ".join([*registry_names, "none"])
+    raise WeightsError(f"-w {weights!r} for {network}: not a file and not one of {choices}; "
+                       "pass one of those names or the path of a checkpoint")
+
+
 def load_state_dict(path: str | Path) -> dict:
     """Load a checkpoint safely (``weights_only=True``) and unwrap ``model``/``state_dict`` entries."""
     import torch

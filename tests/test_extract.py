@@ -1,6 +1,5 @@
 """The extract pipeline end to end: stores, windows, bad input, resume after kill -9."""
 import os
-import shutil
 import signal
 import subprocess
 import sys

@@ -73,6 +73,12 @@ def seeded(seed: int):
         yield
 
 
+def row_batches(inputs: np.ndarray, batch_size: int):
+    """Yield consecutive slices of at most ``batch_size`` rows."""
+    for start in range(0, len(inputs), batch_size):
+        yield inputs[start:start + batch_size]
+
+
 def pick_device(device: str | None = None) -> torch.device:
     """``device`` if given, else CUDA when available, else CPU."""
     if device:

@@ -20,10 +20,10 @@ import numpy as np
 import torch
 from scipy.special import expit
 
+from .. import weights as weights_registry
 from ..audio import frame_windows
 from ..errors import ConfigError, WeightsError
 from .base import Extractor, register_extractor
-from .panns import resolve_checkpoint
 
 WINDOW_SECONDS = 3.0
 INPUT_SAMPLES = 144000  #: 3 s at 48 kHz
@@ -85,7 +85,7 @@ class BirdNETExtractor(Extractor):
     def load(self) -> None:
         """Open the interpreter (main process only: it cannot be pickled or shared across a fork)."""
         try:
-            path, self.weights_sha256 = resolve_checkpoint(self.name, self.weights, self.WEIGHTS)
+            path, self.weights_sha256 = weights_registry.resolve_choice(self.name, self.weights, self.WEIGHTS)
         except WeightsError as e:
             if self.weights in self.WEIGHTS:
                 raise WeightsError(f"{e}. The BirdNET model file is missing: {INSTALL_HINT}") from None

@@ -8,8 +8,6 @@ initialisation with a fixed seed: the "no pre-training" rows) or a checkpoint pa
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
-
 import numpy as np
 import torch
 
@@ -18,7 +16,7 @@ from ..config import PlotConfig
 from ..errors import ConfigError, WeightsError
 from ..models.efficientnet_lite import LITE_MEAN, LITE_STD, LITE_VARIANTS, EfficientNetLite
 from ..render import spectrogram_image
-from .base import Extractor, register_extractor, seeded
+from .base import Extractor, register_extractor, row_batches, seeded
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -91,11 +89,8 @@ class ImageCNNExtractor(Extractor):
         if self.weights == "none":
             self.weights_sha256 = None
             return None
-        if self.weights == "imagenet":
-            path, self.weights_sha256 = weights_registry.resolve(f"{self.name}-imagenet")
-        else:
-            path = Path(self.weights)
-            self.weights_sha256 = weights_registry.file_sha256(path) if path.is_file() else None
+        path, self.weights_sha256 = weights_registry.resolve_choice(
+            self.name, self.weights, {"imagenet": f"{self.name}-imagenet"})
         return weights_registry.load_state_dict(path)
 
     def _build(self) -> torch.nn.Module:
@@ -146,8 +141,8 @@ class ImageCNNExtractor(Extractor):
             self.load()
         outs = []
         with torch.inference_mode():
-            for start in range(0, len(inputs), self.batch_size):
-                x = torch.from_numpy(np.ascontiguousarray(inputs[start:start + self.batch_size]))
+            for batch in row_batches(inputs, self.batch_size):
+                x = torch.from_numpy(np.ascontiguousarray(batch))
                 x = x.to(self.device, non_blocking=True).permute(0, 3, 1, 2)  # NHWC memory = channels_last
                 x = (x.float().div_(255.0) - self._mean) / self._std
                 if self.use_half:

@@ -29,8 +29,7 @@ from ..audio import frame_windows
 from ..errors import ConfigError, WeightsError
 from ..models.openl3 import CONTENT_TYPES, EMBEDDING_SIZES, INPUT_REPRS, SAMPLE_RATE, OpenL3, infer_input_repr, \
     openl3_state_dict
-from .base import Extractor, register_extractor, seeded
-from .panns import resolve_checkpoint, row_batches
+from .base import Extractor, register_extractor, row_batches, seeded
 
 WINDOW_SECONDS = 1.0
 _NAME_PATTERN = re.compile(r"(linear|mel128|mel256)_(env|music)")
@@ -87,7 +86,7 @@ class OpenL3Extractor(Extractor):
         if self.weights == "none":
             self.weights_sha256 = None
             return None
-        path, self.weights_sha256 = resolve_checkpoint(self.name, self.weights, self.WEIGHTS)
+        path, self.weights_sha256 = weights_registry.resolve_choice(self.name, self.weights, self.WEIGHTS)
         state = weights_registry.load_state_dict(path)
         if self.weights not in self.WEIGHTS:  # a path: what model is it?
             match = _NAME_PATTERN.search(Path(path).name)

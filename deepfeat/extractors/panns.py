@@ -12,8 +12,6 @@ official format (a dict whose ``model`` entry is the state dict).
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import torch
 
@@ -21,28 +19,9 @@ from .. import weights as weights_registry
 from ..audio import frame_windows
 from ..errors import ConfigError, WeightsError
 from ..models.cnn14 import AUDIOSET_CLASSES, Cnn14, cnn14_state_dict
-from .base import Extractor, register_extractor, seeded
+from .base import Extractor, register_extractor, row_batches, seeded
 
 PANNS_LAYERS = {"embedding": 2048, "scores": AUDIOSET_CLASSES}
-
-
-def resolve_checkpoint(network: str, weights: str, registry_names: dict[str, str]) -> tuple[Path, str]:
-    """``-w`` value → ``(path, sha256)``: a name in ``registry_names`` (→ registered weights file) or
-    an existing file. Raises :class:`WeightsError` naming the choices otherwise."""
-    if weights in registry_names:
-        return weights_registry.resolve(registry_names[weights])
-    path = Path(weights).expanduser()
-    if path.is_file():
-        return path, weights_registry.file_sha256(path)
-    choices = ", ".join([*registry_names, "none"])
-    raise WeightsError(f"-w {weights!r} for {network}: not a file and not one of {choices}; "
-                       "pass one of those names or the path of a checkpoint")
-
-
-def row_batches(inputs: np.ndarray, batch_size: int):
-    """Yield consecutive slices of at most ``batch_size`` rows."""
-    for start in range(0, len(inputs), batch_size):
-        yield inputs[start:start + batch_size]
 
 
 @register_extractor("panns_cnn14")
@@ -88,7 +67,7 @@ class PannsCnn14Extractor(Extractor):
         if self.weights == "none":
             self.weights_sha256 = None
             return None
-        path, self.weights_sha256 = resolve_checkpoint(self.name, self.weights, self.WEIGHTS)
+        path, self.weights_sha256 = weights_registry.resolve_choice(self.name, self.weights, self.WEIGHTS)
         state = weights_registry.load_state_dict(path)
         try:
             return cnn14_state_dict(state)
