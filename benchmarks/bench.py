@@ -14,14 +14,14 @@ and reported as a rate (clips/s or images/s) and as a ratio:
 4. the audio models (PANNs Cnn14, OpenL3, BirdNET) end to end, as clips/s and × real time;
 5. ``deepfeat svm`` on a synthetic ESC-50-size store (2000 × 4096, 50 classes, 5 folds) and the
    CRNN's seconds per epoch;
-6. peak memory of ``extract`` on N clips and on the same clips listed 10 times (RSS of the main
-   process from ``getrusage``, PSS of the whole process tree sampled from ``/proc``; CUDA memory
-   from ``torch.cuda.max_memory_allocated`` on a GPU).
+6. peak memory of ``extract`` (in a fresh process) on N clips and on the same clips listed 10
+   times: the main process's peak RSS, the whole process tree's PSS and RSS sampled from
+   ``/proc``, and ``torch.cuda.max_memory_allocated`` on a GPU.
 
 Writes ``OUT/README.md`` and ``OUT/bench.json`` (default ``results/bench``; ``--quick``, tiny
 sizes for development: ``features/bench-quick``) and prints the machine and a table of the
-targets last. Rates are the best of a few repetitions; the machine's load average is recorded
-because a busy machine slows everything.
+targets last. The machine's load average is recorded at the start and the end: other processes
+on the machine slow everything, and on a busy machine torch's threads wait on each other.
 """
 from __future__ import annotations
 
@@ -71,7 +71,7 @@ class Sizes:
     svm_folds: int = 5
     crnn_clips: int = 400
     crnn_epochs: int = 3  #: the median epoch time is reported (the first epoch includes warm-up)
-    memory_clips: int = 40  #: clips of the 1× memory run; the 10× run lists them 10 times
+    memory_clips: int = 100  #: clips of the 1× memory run; the 10× run lists them 10 times
 
     def clips_for(self, network: str) -> int:
         if network in AUDIO_MODELS:
@@ -254,9 +254,8 @@ def bench_forward(network: str, weights: str, images: np.ndarray, sizes: Sizes, 
     few = batch[:sizes.naive_images]
     _naive_forward(naive, few[:1], mean, std, device)  # warm-up
     t_naive = best_seconds(lambda: _naive_forward(naive, few, mean, std, device), sizes.forward_repeats)
-    batch_size = extractor.batch_size
-    del naive, extractor
-    return {"weights": weights, "images": len(batch), "batch_size": batch_size, "images_per_s": rate(len(batch), t_opt),
+    return {"weights": weights, "images": len(batch), "batch_size": extractor.batch_size,
+            "images_per_s": rate(len(batch), t_opt),
             "naive_images": len(few), "naive_images_per_s": rate(len(few), t_naive),
             "speedup_over_naive": rate(len(batch), t_opt) / rate(len(few), t_naive)}
 
@@ -268,7 +267,7 @@ def bench_extract(manifest, network: str, weights: str | None, scratch: Path, de
     to last commit) and wall clips/s (the whole call: model load, workers, HDF5 write)."""
     import h5py
 
-    from deepfeat.extract import extract_features
+    from deepfeat.extract import default_workers, extract_features
     from deepfeat.extractors import create_extractor
 
     params = {"weights": weights} if weights else {}
@@ -285,7 +284,7 @@ def bench_extract(manifest, network: str, weights: str | None, scratch: Path, de
     seconds_audio = audio_seconds(manifest)
     out.unlink()
     n = len(manifest)
-    return {"weights": extractor.weights, "clips": n, "rows": int(rows), "dim": int(dim),
+    return {"weights": extractor.weights, "clips": n, "rows": int(rows), "dim": int(dim), "workers": default_workers(),
             "pipeline_seconds": seconds, "clips_per_s": rate(n, seconds),
             "wall_seconds": wall, "wall_clips_per_s": rate(n, wall), "realtime_factor": seconds_audio / seconds}
 
@@ -489,6 +488,10 @@ def run_memory(csv_path: Path, out: Path, device) -> dict:
     return figures
 
 
+MEMORY_KEYS = ("main_peak_rss_mib", "worker_peak_rss_mib", "tree_peak_pss_mib", "tree_peak_rss_mib",
+               "cuda_peak_allocated_mib")
+
+
 def bench_memory(manifest, scratch: Path, sizes: Sizes, device) -> dict:
     n = min(sizes.memory_clips, len(manifest))
     runs = {}
@@ -496,9 +499,14 @@ def bench_memory(manifest, scratch: Path, sizes: Sizes, device) -> dict:
         csv_path = write_repeated_csv(manifest, n, repeat, scratch / "memory")
         runs[f"{repeat}x"] = run_memory(csv_path, scratch / f"memory-x{repeat}.h5", device)
     one, many = runs["1x"], runs[f"{MEMORY_REPEAT}x"]
-    ratios = {key: many[key] / one[key] for key in ("main_peak_rss_mib", "tree_peak_pss_mib", "tree_peak_rss_mib",
-                                                     "cuda_peak_allocated_mib") if key in one and one[key] > 0}
-    return {"network": MEMORY_NETWORK, "clips": n, "repeat": MEMORY_REPEAT, "runs": runs, "ratio": ratios}
+    ratios = {key: many[key] / one[key] for key in MEMORY_KEYS if one.get(key)}
+    import inspect
+
+    from deepfeat.extract import extract_features
+
+    batch = inspect.signature(extract_features).parameters["clips_per_batch"].default
+    return {"network": MEMORY_NETWORK, "clips": n, "repeat": MEMORY_REPEAT, "batch_size": batch, "runs": runs,
+            "ratio": ratios}
 
 
 # ============================================================================ targets and report
@@ -519,7 +527,8 @@ def targets(results: dict) -> list[dict]:
             None if speedup is None else speedup >= 1.5)
     for net, e2e in (results.get("end_to_end") or {}).items():
         frac = e2e.get("fraction_of_forward")
-        add(f"{net}: end-to-end clips/s / forward-only images/s", ">= 85 %", frac, None if frac is None else frac >= 0.85)
+        add(f"{net}: end-to-end clips/s / forward-only images/s", ">= 85 %", frac,
+            None if frac is None else frac >= 0.85)
     mem = (results.get("memory") or {}).get("ratio") or {}
     for key, label in (("main_peak_rss_mib", "main process"), ("tree_peak_pss_mib", "process tree, PSS")):
         if key in mem:
@@ -560,94 +569,121 @@ def target_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def render_readme(results: dict) -> str:
-    m, data = results["machine"], results["dataset"]
-    out = [f"# deepfeat benchmark{' (quick mode: tiny sizes, not the benchmark)' if results['quick'] else ''}", "",
-           "Made by `make bench` (`benchmarks/bench.py`); every figure below was measured in this one run. "
-           "Rates are the best of the repetitions listed in `bench.json`.", "",
-           f"- machine: {m['cpu_cores']} cores ({m['cpu']}), torch {m['torch']} ({m['torch_threads']} threads), "
-           f"device {m['device']}{', ' + m['gpu'] if 'gpu' in m else ''}, Python {m['python']}",
-           f"- load average at start: {m.get('load_average_at_start', 'n/a')}; total time {results['total_seconds']:.0f} s",
-           f"- dataset: {data['source']} ({data['clips']} clips, {data['name']})", "",
-           "## Targets", "", target_table(results["targets"]), ""]
-    fe = results.get("frontend")
-    if fe:
-        out += ["## 1. Front end (one process, per clip)", "",
-                f"{fe['clips']} clips; mel {fe['plot']['n_mels']} bands, {fe['plot']['window_s'] * 1000:.0f} ms "
-                f"window, {fe['plot']['hop_s'] * 1000:.0f} ms hop; {fe['plot']['size'][0]}x{fe['plot']['size'][1]} "
-                f"{fe['plot']['colormap']} image.", "",
-                "| stage | clips/s | share of front-end time |", "|---|---:|---:|",
-                f"| decode + resample (`load_audio`) | {_fmt(fe['decode_resample_clips_per_s'])} | "
-                f"{100 * fe['share_of_frontend']['decode_resample']:.0f} % |",
-                f"| log-mel (`log_mel`) | {_fmt(fe['mel_clips_per_s'])} | {100 * fe['share_of_frontend']['mel']:.0f} % |",
-                f"| render, `fast` | {_fmt(fe['render_fast_clips_per_s'])} | "
-                f"{100 * fe['share_of_frontend']['render_fast']:.0f} % |",
-                f"| render, `matplotlib` | {_fmt(fe['render_matplotlib_clips_per_s'])} | |",
-                f"| whole front end (decode + mel + fast render) | {_fmt(fe['frontend_clips_per_s'])} | 100 % |", "",
-                f"`fast` renders {fe['fast_over_matplotlib']:.1f}x as many clips/s as `matplotlib`; their images differ "
-                f"by {fe['mean_abs_pixel_difference']:.2f} grey levels (of 255) on average.", ""]
-    fwd, e2e = results.get("forward") or {}, results.get("end_to_end") or {}
-    if fwd:
-        out += ["## 2./3. Image CNNs: forward only, naive floor, end to end", "",
-                "Forward only: `Extractor.embed` on ready-made uint8 images (batch 32, channels_last, inference "
-                "mode). Naive: the same module, one image at a time, contiguous float32, `torch.no_grad`. "
-                "End to end: `extract_features` on the first clips of the dataset (pipeline: first batch to last "
-                "commit; wall: the whole call with model load and HDF5 write).", "",
-                "| network | weights | forward images/s | naive images/s | forward / naive | end-to-end clips/s "
-                "(clips) | e2e / forward | wall clips/s | x real time |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
-        for net, f in fwd.items():
-            e = e2e.get(net) or {}
-            out.append(f"| {net} | {f['weights']} | {_fmt(f['images_per_s'])} | {_fmt(f['naive_images_per_s'])} | "
-                       f"{f['speedup_over_naive']:.2f}x | {_fmt(e.get('clips_per_s'))} ({e.get('clips', 'n/a')}) | "
-                       f"{_fmt(100 * e['fraction_of_forward'], 0) + ' %' if 'fraction_of_forward' in e else 'n/a'} | "
-                       f"{_fmt(e.get('wall_clips_per_s'))} | {_fmt(e.get('realtime_factor'))} |")
-        out.append("")
-    audio = results.get("audio_models") or {}
-    if audio:
-        out += ["## 4. Audio models end to end", "", "| model | weights | clips | clips/s | wall clips/s | x real time |",
-                "|---|---|---:|---:|---:|---:|"]
-        for name, a in audio.items():
-            if "skipped" in a:
-                out.append(f"| {name} | | | skipped: {a['skipped']} | | |")
-            else:
-                out.append(f"| {name} | {a['weights']} | {a['clips']} | {_fmt(a['clips_per_s'])} | "
-                           f"{_fmt(a['wall_clips_per_s'])} | {_fmt(a['realtime_factor'])} |")
-        out.append("")
-    svm, crnn = results.get("svm"), results.get("crnn")
-    if svm or crnn:
-        out += ["## 5. Classifiers", ""]
+def _percent(value) -> str:
+    return "n/a" if value is None else f"{100 * value:.0f} %"
+
+
+def _frontend_section(fe: dict) -> list[str]:
+    plot, share = fe["plot"], fe["share_of_frontend"]
+    return [
+        "## 1. Front end (one process, per clip)", "",
+        f"{fe['clips']} clips; mel {plot['n_mels']} bands, {plot['window_s'] * 1000:.0f} ms window, "
+        f"{plot['hop_s'] * 1000:.0f} ms hop; {plot['size'][0]}x{plot['size'][1]} {plot['colormap']} image.", "",
+        "| stage | clips/s | share of front-end time |", "|---|---:|---:|",
+        f"| decode + resample (`load_audio`) | {_fmt(fe['decode_resample_clips_per_s'])} | "
+        f"{_percent(share['decode_resample'])} |",
+        f"| log-mel (`log_mel`) | {_fmt(fe['mel_clips_per_s'])} | {_percent(share['mel'])} |",
+        f"| render, `fast` | {_fmt(fe['render_fast_clips_per_s'])} | {_percent(share['render_fast'])} |",
+        f"| render, `matplotlib` | {_fmt(fe['render_matplotlib_clips_per_s'])} | |",
+        f"| whole front end (decode + mel + fast render) | {_fmt(fe['frontend_clips_per_s'])} | 100 % |", "",
+        f"`fast` renders {fe['fast_over_matplotlib']:.1f}x as many clips/s as `matplotlib`; their images differ by "
+        f"{fe['mean_abs_pixel_difference']:.2f} grey levels (of 255) on average.", ""]
+
+
+def _image_section(fwd: dict, e2e: dict) -> list[str]:
+    out = ["## 2./3. Image CNNs: forward only, naive floor, end to end", "",
+           "Forward only: `Extractor.embed` on ready-made uint8 images (batch 32, channels_last, inference mode). "
+           "Naive: the same module, one image at a time, contiguous float32, `torch.no_grad`. End to end: "
+           "`extract_features` on the first clips of the dataset (pipeline: first batch to last commit; wall: the "
+           "whole call with model load and HDF5 write).", "",
+           "| network | weights | forward images/s | naive images/s | forward / naive | end-to-end clips/s (clips) "
+           "| e2e / forward | wall clips/s | x real time |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for net, f in fwd.items():
+        e = e2e.get(net) or {}
+        if "skipped" in f:
+            out.append(f"| {net} | skipped: {f['skipped']} | | | | | | | |")
+            continue
+        out.append(f"| {net} | {f['weights']} | {_fmt(f['images_per_s'])} | {_fmt(f['naive_images_per_s'])} | "
+                   f"{f['speedup_over_naive']:.2f}x | {_fmt(e.get('clips_per_s'))} ({e.get('clips', 'n/a')}) | "
+                   f"{_percent(e.get('fraction_of_forward'))} | {_fmt(e.get('wall_clips_per_s'))} | "
+                   f"{_fmt(e.get('realtime_factor'))} |")
+    return out + [""]
+
+
+def _audio_section(audio: dict) -> list[str]:
+    out = ["## 4. Audio models end to end", "", "| model | weights | clips | clips/s | wall clips/s | x real time |",
+           "|---|---|---:|---:|---:|---:|"]
+    for name, a in audio.items():
+        if "skipped" in a:
+            out.append(f"| {name} | | | skipped: {a['skipped']} | | |")
+        else:
+            out.append(f"| {name} | {a['weights']} | {a['clips']} | {_fmt(a['clips_per_s'])} | "
+                       f"{_fmt(a['wall_clips_per_s'])} | {_fmt(a['realtime_factor'])} |")
+    return out + [""]
+
+
+def _classifier_section(svm: dict | None, crnn: dict | None) -> list[str]:
+    out = ["## 5. Classifiers", ""]
     if svm:
         out += [f"`deepfeat svm STORE --fold 5` on a synthetic store of {svm['rows']} x {svm['dim']} features "
                 f"({svm['classes']} classes, {svm['folds']} folds; class means in unit noise): "
                 f"**{svm['wall_seconds']:.1f} s** wall in a fresh process ({_fmt(svm['rows_per_s'])} rows/s; "
                 f"protocol {_fmt(svm['protocol_seconds'])} s), best C {svm['best_C']}, "
-                f"test accuracy {_fmt(100 * svm['test_accuracy'] if svm['test_accuracy'] is not None else None)} %.", ""]
+                f"test accuracy {_percent(svm['test_accuracy'])}.", ""]
     if crnn:
         out += [f"CRNN (`esc` architecture, batch 64): {crnn['clips']} clips of {crnn['duration_s']:.0f} s "
                 f"({crnn['mel_frames']} mel frames); mel cache {crnn['mel_cache_seconds']:.1f} s "
                 f"({_fmt(crnn['mel_cache_clips_per_s'])} clips/s); **{crnn['seconds_per_epoch']:.1f} s per epoch** "
                 f"(median of {crnn['epochs']}; {_fmt(crnn['train_clips_per_s'])} clips/s), i.e. "
                 f"{crnn['projected_100_epochs_minutes']:.1f} min for 100 epochs on these clips.", ""]
-    mem = results.get("memory")
-    if mem:
-        out += [f"## 6. Peak memory of `extract` ({mem['network']}), {mem['clips']} clips and the same clips listed "
-                f"{mem['repeat']}x", "",
-                "Main process: `getrusage` peak RSS. Workers: the largest worker's peak RSS. Process tree: sum over "
-                "all processes sampled every 50 ms from `/proc` (PSS counts pages shared by the forked workers "
-                "once; RSS counts them in every process).", "",
-                "| run | clips | seconds | main peak RSS MiB | worker peak RSS MiB | tree peak PSS MiB | "
-                "tree peak RSS MiB | CUDA peak MiB |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
-        for name, r in mem["runs"].items():
-            out.append(f"| {name} | {r['clips']} | {r['seconds']:.1f} | {_fmt(r['main_peak_rss_mib'], 0)} | "
-                       f"{_fmt(r['worker_peak_rss_mib'], 0)} | {_fmt(r.get('tree_peak_pss_mib'), 0)} | "
-                       f"{_fmt(r.get('tree_peak_rss_mib'), 0)} | {_fmt(r.get('cuda_peak_allocated_mib'), 0)} |")
-        out.append("| ratio | | | " + " | ".join(
-            f"{mem['ratio'][k]:.2f}x" if k in mem["ratio"] else "" for k in
-            ("main_peak_rss_mib", "worker_peak_rss_mib", "tree_peak_pss_mib", "tree_peak_rss_mib",
-             "cuda_peak_allocated_mib")) + " |")
-        out.append("")
+    return out
+
+
+def _memory_section(mem: dict) -> list[str]:
+    out = [f"## 6. Peak memory of `extract` ({mem['network']}), {mem['clips']} clips and the same clips listed "
+           f"{mem['repeat']}x", "",
+           "Each run is `extract_features` in a fresh process reading a label CSV. Main process: its peak RSS "
+           "(`VmHWM`). Workers: the largest front-end worker's peak RSS (`getrusage`). Process tree: the sum over "
+           "all its processes, sampled every 50 ms from `/proc` (PSS counts the pages the forked workers share with "
+           "the main process once; RSS counts them in every process).", "",
+           "| run | clips | seconds | main peak RSS MiB | worker peak RSS MiB | tree peak PSS MiB | tree peak RSS MiB "
+           "| CUDA peak MiB |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for name, r in mem["runs"].items():
+        out.append(f"| {name} | {r['clips']} | {r['seconds']:.1f} | "
+                   + " | ".join(_fmt(r.get(k), 0) for k in MEMORY_KEYS) + " |")
+    out += ["| ratio | | | " + " | ".join(f"{mem['ratio'][k]:.2f}x" if k in mem["ratio"] else ""
+                                           for k in MEMORY_KEYS) + " |", ""]
+    if mem["clips"] < mem["batch_size"]:
+        out += [f"The 1x run has fewer clips than one batch ({mem['batch_size']}): the 10x run embeds larger "
+                "batches, which alone raises its peak. The full benchmark uses more clips.", ""]
+    return out
+
+
+def render_readme(results: dict) -> str:
+    m, data = results["machine"], results["dataset"]
+    quick = " (quick mode: tiny sizes, not the benchmark)" if results["quick"] else ""
+    out = [f"# deepfeat benchmark{quick}", "",
+           "Made by `make bench` (`benchmarks/bench.py`); every figure below was measured in this one run, next "
+           "to the figure it is compared with. Front-end and forward-only rates are the best of the repetitions "
+           "listed in `bench.json` (`sizes`); end-to-end rates are one run each.", "",
+           f"- machine: {m['cpu_cores']} cores ({m['cpu']}), torch {m['torch']} ({m['torch_threads']} threads), "
+           f"device {m['device']}{', ' + m['gpu'] if 'gpu' in m else ''}, Python {m['python']}",
+           f"- load average (1, 5, 15 min) at start {m.get('load_average_at_start', 'n/a')}, at end "
+           f"{m.get('load_average_at_end', 'n/a')}; total time {results['total_seconds']:.0f} s",
+           f"- dataset: {data['source']} ({data['clips']} clips, {data['name']})", "",
+           "## Targets", "", target_table(results["targets"]), ""]
+    if results.get("frontend"):
+        out += _frontend_section(results["frontend"])
+    if results.get("forward"):
+        out += _image_section(results["forward"], results.get("end_to_end") or {})
+    if results.get("audio_models"):
+        out += _audio_section(results["audio_models"])
+    if results.get("svm") or results.get("crnn"):
+        out += _classifier_section(results.get("svm"), results.get("crnn"))
+    if results.get("memory"):
+        out += _memory_section(results["memory"])
     if results.get("errors"):
-        out += ["## Errors", ""] + [f"- {k}: {v.splitlines()[-1]}" for k, v in results["errors"].items()] + [""]
+        out += ["## Errors", ""] + [f"- {k}: {v.strip().splitlines()[-1]}" for k, v in results["errors"].items()] + [""]
     return "\n".join(out)
 
 
@@ -660,13 +696,17 @@ def run_benchmark(data: str | None, out: Path, sizes: Sizes, quick: bool, device
     from deepfeat.errors import DeepfeatError
     from deepfeat.extractors.base import pick_device
 
+    global _T0
+    _T0 = time.perf_counter()
     device = pick_device(device_name)
-    results: dict = {"quick": quick, "sizes": asdict(sizes), "machine": machine_info(device), "errors": {}}
+    results: dict = {"quick": quick, "sizes": asdict(sizes), "machine": machine_info(device), "errors": {},
+                     "section_seconds": {}}
     say(f"machine: {results['machine']['cpu_cores']} cores, torch {torch.__version__}, device {device}")
 
     def section(name: str, fn):
         """Run one measurement; a failure is recorded (and fails the run at the end), not fatal."""
         say(f"{name} ...")
+        tic = time.perf_counter()
         try:
             return fn()
         except DeepfeatError as e:
@@ -676,6 +716,8 @@ def run_benchmark(data: str | None, out: Path, sizes: Sizes, quick: bool, device
             results["errors"][name] = traceback.format_exc()
             say(f"{name}: FAILED\n{results['errors'][name]}")
             return None
+        finally:
+            results["section_seconds"][name] = time.perf_counter() - tic
 
     with tempfile.TemporaryDirectory(prefix="deepfeat-bench-") as tmp:
         scratch = Path(tmp)
@@ -720,6 +762,8 @@ def run_benchmark(data: str | None, out: Path, sizes: Sizes, quick: bool, device
             results.pop(key, None)
     results["targets"] = targets(results)
     results["total_seconds"] = time.perf_counter() - _T0
+    if hasattr(os, "getloadavg"):
+        results["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     out.mkdir(parents=True, exist_ok=True)
     from deepfeat.evaluation import jsonable
 
@@ -739,6 +783,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--out", default=None, help="report folder (default: results/bench, --quick: features/bench-quick)")
     p.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run for development, not the benchmark")
     p.add_argument("--device", default=None, help="cpu, cuda, ... (default: CUDA when available)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads for torch in this process (default: torch's choice, one per core)")
     p.add_argument("--networks", default=",".join(IMAGE_NETWORKS),
                    help="comma-separated image CNNs to measure ('' for none)")
     p.add_argument("--audio-models", default=",".join(AUDIO_MODELS),
@@ -765,6 +811,10 @@ def main(argv=None) -> int:
         return 0
     from deepfeat.errors import DeepfeatError
 
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(max(1, args.threads))
     sizes = QUICK if args.quick else FULL
     out = Path(args.out or ("features/bench-quick" if args.quick else "results/bench"))
     try:

@@ -456,8 +456,9 @@ def train_crnn(mels: torch.Tensor, labels: np.ndarray, n_classes: int, config: T
             if checkpoint:
                 _save_checkpoint(checkpoint, ckpt)
             if bar is not None:
+                bar.set_postfix({k: round(v, 4) for k, v in record.items() if k in ("loss", "val_accuracy")},
+                                refresh=False)
                 bar.update(1)
-                bar.set_postfix({k: round(v, 4) for k, v in record.items() if k in ("loss", "val_accuracy")})
         if bar is not None:
             bar.close()
     model.eval()

@@ -375,13 +375,16 @@ def system_info(scores: Scores) -> SystemInfo:
                       colormap=plot.get("colormap"))
 
 
-#: The paper's fusion groups: name → (description, which systems belong).
+#: The paper's fusion groups (and "pretrained"): name → (description, which systems belong).
 GROUPS: dict[str, tuple[str, object]] = {
     "imagenet": ("all ImageNet-pretrained image CNNs", lambda i: i.family == "image" and i.weights == "imagenet"),
     "untrained": ("all randomly initialised image CNNs", lambda i: i.family == "image" and i.weights == "none"),
     "image": ("all image CNNs", lambda i: i.family == "image"),
     "crnn+image": ("CRNN + all image CNNs", lambda i: i.family in ("crnn", "image")),
     "image+audio": ("all image CNNs + audio models", lambda i: i.family in ("image", "audio")),
+    # beyond the paper's groups: every pre-trained system, leaving out the untrained CNNs
+    "pretrained": ("ImageNet-pretrained image CNNs + audio models",
+                   lambda i: (i.family == "image" and i.weights == "imagenet") or i.family == "audio"),
     "all": ("every single system", lambda i: i.family != "fusion"),
 }
 

@@ -39,6 +39,22 @@ def test_memory_run_repeats_at_least_one_clip(bench, sizes):
     assert s.naive_images <= s.forward_images
 
 
+def test_data_defaults_to_demo_data_when_esc10_is_absent(bench, tmp_path, monkeypatch):
+    monkeypatch.setattr(bench, "DEFAULT_DATA", tmp_path / "no-such-esc10")
+    manifest, source = bench.resolve_data(None, tmp_path, bench.QUICK)
+    assert "demo data" in source and len(manifest) >= bench.QUICK.crnn_clips
+    assert len(manifest.label_names) == 5 and set(manifest.folds()) == {1, 2, 3, 4, 5}
+
+
+def test_given_data_is_used_and_a_missing_one_is_an_error(bench, demo_dir, tmp_path):
+    from deepfeat.errors import ManifestError
+
+    manifest, source = bench.resolve_data(str(demo_dir), tmp_path, bench.FULL)
+    assert source == str(demo_dir) and len(manifest) == 25
+    with pytest.raises(ManifestError, match="no-such-dir"):
+        bench.resolve_data(str(tmp_path / "no-such-dir"), tmp_path, bench.FULL)
+
+
 @pytest.mark.parametrize("n, repeat", [(3, 1), (3, 10), (5, 2)])
 def test_repeated_csv_lists_every_clip_repeat_times_with_distinct_ids(bench, demo_dir, tmp_path, n, repeat):
     source = load_manifest(demo_dir)
@@ -113,10 +129,20 @@ def test_tree_sampler_sees_a_child_allocating(bench, megabytes):
     assert sampler.peak_rss_kib >= sampler.peak_pss_kib
 
 
-def test_quick_run_writes_report_and_json(bench, demo_dir, tmp_path, capsys):
-    """Every section but memory (tested below) in quick mode on the tiny demo set, one CNN, one audio model."""
+@pytest.fixture
+def restore_threads():
+    import torch
+
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_quick_run_writes_report_and_json(bench, demo_dir, tmp_path, capsys, restore_threads):
+    """Every section but memory (tested below) in quick mode on the tiny demo set, one CNN, one audio model
+    (one torch thread: steady on a busy machine)."""
     out = tmp_path / "bench"
-    status = bench.main(["--quick", "--data", str(demo_dir), "--out", str(out), "--device", "cpu",
+    status = bench.main(["--quick", "--data", str(demo_dir), "--out", str(out), "--device", "cpu", "--threads", "1",
                          "--networks", "efficientnet_lite0", "--audio-models", "panns_cnn14",
                          "--sections", "frontend,image,audio,svm,crnn"])
     assert status == 0
@@ -124,12 +150,13 @@ def test_quick_run_writes_report_and_json(bench, demo_dir, tmp_path, capsys):
     assert {"machine", "dataset", "frontend", "forward", "end_to_end", "audio_models", "svm", "crnn",
             "targets", "total_seconds"} <= set(results)
     assert results["errors"] == {} and "memory" not in results
-    assert {"cpu_cores", "torch", "device"} <= set(results["machine"])
+    assert {"cpu_cores", "torch", "device"} <= set(results["machine"]) and results["machine"]["torch_threads"] == 1
     fe = results["frontend"]
     for key in ("decode_resample_clips_per_s", "mel_clips_per_s", "render_fast_clips_per_s",
                 "render_matplotlib_clips_per_s", "frontend_clips_per_s"):
         assert fe[key] > 0
-    assert fe["fast_over_matplotlib"] == pytest.approx(fe["render_fast_clips_per_s"] / fe["render_matplotlib_clips_per_s"])
+    speedup = fe["render_fast_clips_per_s"] / fe["render_matplotlib_clips_per_s"]
+    assert fe["fast_over_matplotlib"] == pytest.approx(speedup)
     assert 0 <= fe["mean_abs_pixel_difference"] < 10  # the two renderers draw the same picture
     fwd, e2e = results["forward"]["efficientnet_lite0"], results["end_to_end"]["efficientnet_lite0"]
     assert fwd["images_per_s"] > 0 and fwd["naive_images_per_s"] > 0
@@ -166,6 +193,32 @@ def test_memory_run_measures_a_subprocess_tree(bench, demo_dir, tmp_path):
     assert figures["clips"] == 1 and figures["tree_samples"] > 0
     # the tree holds the main process, so its peak is at least the main process's own
     assert figures["tree_peak_rss_mib"] >= 0.9 * figures["main_peak_rss_mib"] > 50
+    # the report's memory table shows every figure and the 10x/1x ratios
+    ten = {**figures, "clips": 10, "main_peak_rss_mib": 1.5 * figures["main_peak_rss_mib"]}
+    mem = {"network": "efficientnet_lite0", "clips": 1, "repeat": 10, "batch_size": 32, "runs": {"1x": figures,
+           "10x": ten}, "ratio": {"main_peak_rss_mib": 1.5}}
+    lines = bench._memory_section(mem)
+    assert any(line.startswith("| 1x | 1 |") for line in lines)
+    assert any(line.startswith("| 10x | 10 |") for line in lines)
+    assert "| ratio | | | 1.50x |" in "\n".join(lines)
+    assert any("fewer clips than one batch" in line for line in lines)
+    verdict = bench.targets({"memory": mem})[-1]
+    assert verdict["pass"] is False and "main process" in verdict["target"]
+
+
+def test_readme_shows_skipped_measurements(bench):
+    results = {"quick": False, "total_seconds": 1.0, "errors": {"svm": "Traceback ...\nRuntimeError: boom\n"},
+               "machine": {"cpu_cores": 2, "cpu": "x", "torch": "2", "torch_threads": 2, "device": "cpu",
+                           "python": "3"},
+               "dataset": {"source": "demo", "clips": 5, "name": "demo"},
+               "forward": {"vgg16": {"skipped": "no weights"}}, "end_to_end": {},
+               "audio_models": {"birdnet": {"skipped": "BirdNET needs the LiteRT runtime"}}}
+    results["targets"] = bench.targets(results)
+    readme = bench.render_readme(results)
+    assert "| vgg16 | skipped: no weights |" in readme
+    assert "| birdnet | | | skipped: BirdNET needs the LiteRT runtime |" in readme
+    assert "- svm: RuntimeError: boom" in readme
+    assert "MISS" not in readme and "PASS" not in readme  # nothing measured, nothing judged
 
 
 def test_unknown_network_is_a_one_line_error(bench, capsys):

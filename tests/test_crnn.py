@@ -392,3 +392,16 @@ def test_cli_bad_option_is_a_one_line_error(demo_dir, tmp_path, capsys, bad):
         main(["crnn", str(demo_dir), "-o", str(tmp_path / "run"), "--mel-cache", str(tmp_path / "m.h5"), *bad])
     assert exit_info.value.code == 2
     assert capsys.readouterr().err.startswith("Error: ")
+
+
+def test_cli_defaults_are_the_library_defaults():
+    from deepfeat.cli.crnn import crnn
+    from deepfeat.crnn import CRNN_MEL, DEFAULT_DURATION
+
+    defaults = {p.name: p.default for p in crnn.params}
+    assert (defaults["window"], defaults["hop"], defaults["n_mels"], defaults["sample_rate"], defaults["clip_db"]) == (
+        CRNN_MEL.window, CRNN_MEL.hop, CRNN_MEL.n_mels, CRNN_MEL.sample_rate, CRNN_MEL.clip_db)
+    config = TrainingConfig()
+    assert defaults["duration"] == DEFAULT_DURATION
+    assert (defaults["epochs"], defaults["batch_size"], defaults["learning_rate"], defaults["seed"]) == (
+        config.epochs, config.batch_size, config.learning_rate, config.seed)

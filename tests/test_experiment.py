@@ -121,10 +121,10 @@ def test_first_run_does_every_stage_and_writes_the_table(first_run):
     stages = _stages(calls)
     assert stages.count("extract") == 4 and stages.count("svm") == 4 and stages.count("crnn") == 1
     # groups: imagenet has one system (skipped); untrained, image, crnn+image, image+audio, all: 2 methods each
-    assert stages.count("fuse") == 10 and stages[-1] == "report"
+    assert stages.count("fuse") == 12 and stages[-1] == "report"
     assert any("skip group imagenet" in line for line in lines)
     readme = (results_dir / "README.md").read_text()
-    assert readme.count("| `svm-") == 4 and readme.count("| `fusion-") == 10 and "| `crnn` |" in readme
+    assert readme.count("| `svm-") == 4 and readme.count("| `fusion-") == 12 and "| `crnn` |" in readme
     assert [c[1] for c in calls if c[0] == "report"] == [str(results_dir)]
 
 

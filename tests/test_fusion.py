@@ -313,6 +313,7 @@ def results_dir(tmp_path):
                     "svm-resnet50-none"}),
     ("image+audio", {"svm-birdnet-birdnet_v2.4", "svm-efficientnet_lite0-imagenet", "svm-vgg16-imagenet",
                      "svm-densenet121-none", "svm-resnet50-none"}),
+    ("pretrained", {"svm-birdnet-birdnet_v2.4", "svm-efficientnet_lite0-imagenet", "svm-vgg16-imagenet"}),
     ("all", {"crnn", "svm-birdnet-birdnet_v2.4", "svm-efficientnet_lite0-imagenet", "svm-vgg16-imagenet",
              "svm-densenet121-none", "svm-resnet50-none"}),
 ])
@@ -320,7 +321,7 @@ def test_select_group_picks_the_papers_groups(results_dir, group, members):
     paths = select_group(results_dir, group, test_fold=5)
     assert {read_scores(p).system for p in paths} == members
     assert all(p.parent.parent == results_dir for p in paths)  # the run itself, not its fold-5/ copy
-    assert set(GROUPS) == {"imagenet", "untrained", "image", "crnn+image", "image+audio", "all"}
+    assert set(GROUPS) == {"imagenet", "untrained", "image", "crnn+image", "image+audio", "pretrained", "all"}
 
 
 def test_select_group_excludes_fusions_and_needs_two_systems(results_dir, tmp_path):
