@@ -142,7 +142,7 @@ class ImageCNNExtractor(Extractor):
         outs = []
         with torch.inference_mode():
             for batch in row_batches(inputs, self.batch_size):
-                x = torch.from_numpy(np.ascontiguousarray(batch))
+                x = torch.from_numpy(np.require(batch, requirements=["C", "W"]))
                 x = x.to(self.device, non_blocking=True).permute(0, 3, 1, 2)  # NHWC memory = channels_last
                 x = (x.float().div_(255.0) - self._mean) / self._std
                 if self.use_half:
