@@ -47,6 +47,8 @@ def registered() -> dict[str, WeightsFile]:
 
 
 def get(name: str) -> WeightsFile:
+    if name in _REGISTRY:  # without importing torchvision for weights that are not its own
+        return _REGISTRY[name]
     known = registered()
     if name not in known:
         raise WeightsError(f"unknown weights {name!r}; `deepfeat weights list` shows the known ones")
