@@ -29,7 +29,8 @@ def _list_networks(ctx, _param, value):
 @click.option("--layer", default=None, help="Network layer to read (default: the network's penultimate layer).")
 @click.option("--labels", "audio_root", default=None, type=click.Path(exists=True, file_okay=False),
               help="With a label CSV as DATA: folder its file paths are relative to.")
-@click.option("--batch-size", type=int, default=32, show_default=True, help="Clips per batch (network and commit).")
+@click.option("--batch-size", type=int, default=32, show_default=True,
+              help="Clips per committed batch (the network's own batch is chosen per device).")
 @click.option("--workers", type=int, default=None, help="Front-end worker processes (default: CPU count, at most 4).")
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 ... (default: CUDA when available).")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "fp16"]), default="auto", show_default=True,
@@ -54,7 +55,7 @@ def extract(data, network, weights, out, layer, audio_root, batch_size, workers,
     cls = get_extractor_class(network)
     params = dict(weights=weights, layer=layer, device=device, precision=precision, seed=seed)
     if cls.kind == "image":
-        params.update(plot=plot_config_from(plot_kwargs), batch_size=batch_size)
+        params.update(plot=plot_config_from(plot_kwargs))
     else:
         plot = plot_config_from(plot_kwargs)
         params.update(duration=plot.duration, segment=plot.segment)

@@ -126,3 +126,15 @@ def test_half_precision_on_cuda_stays_within_tolerance_of_float32(name, weights)
     np.testing.assert_allclose(full, cpu, rtol=1e-3, atol=1e-3 * np.abs(cpu).max())
     rel = np.linalg.norm(half - full, axis=1) / np.linalg.norm(full, axis=1)
     assert rel.max() < 1e-2, rel.max()
+
+
+@pytest.mark.parametrize("name,weights", [("efficientnet_lite0", "imagenet"), ("resnet50", "none"),
+                                          ("densenet121", "none")])
+def test_cpu_optimised_network_equals_eager(name, weights):
+    images = np.random.default_rng(4).integers(0, 255, (5, 224, 224, 3), dtype=np.uint8)
+    fast = create_extractor(name, weights=weights, device="cpu")
+    eager = create_extractor(name, weights=weights, device="cpu", optimize=False)
+    fast.load()
+    assert isinstance(fast.model, torch.jit.ScriptModule)
+    a, b = fast.embed(images), eager.embed(images)
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * np.abs(b).max())
