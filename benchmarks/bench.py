@@ -7,7 +7,7 @@ and reported as a rate (clips/s or images/s) and as a ratio:
 1. front end, one process: decode + resample (:func:`deepfeat.audio.load_audio`), log-mel
    (:func:`deepfeat.spectrogram.log_mel`), and the ``fast`` renderer against the ``matplotlib``
    renderer on the same spectrograms (plus their mean absolute pixel difference);
-2. CNN forward only on ready-made images: ``Extractor.embed`` (batched — batch 8 contiguous on
+2. CNN forward only on ready-made images: ``Extractor.embed`` (batched — batch 4 contiguous, traced and frozen on
    CPU, 64 channels_last on CUDA — inference mode) against a naive loop over the same module (batch 1, contiguous float32 tensors,
    ``torch.no_grad``);
 3. ``extract_features`` end to end per network, as a fraction of its forward-only throughput;
@@ -597,7 +597,7 @@ def _frontend_section(fe: dict) -> list[str]:
 def _image_section(fwd: dict, e2e: dict) -> list[str]:
     out = ["## 2./3. Image CNNs: forward only, naive floor, end to end", "",
            "Forward only: `Extractor.embed` on ready-made uint8 images (its device's batch and memory format: "
-           "8 contiguous on CPU, 64 channels_last fp16 on CUDA; inference mode). "
+           "4 contiguous, traced and frozen on CPU; 64 channels_last fp16 on CUDA; inference mode). "
            "Naive: the same module, one image at a time, contiguous float32, `torch.no_grad`. End to end: "
            "`extract_features` on the first clips of the dataset (pipeline: first batch to last commit; wall: the "
            "whole call with model load and HDF5 write).", "",
