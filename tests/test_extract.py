@@ -126,33 +126,51 @@ def _wait_for(path: Path, text: str, timeout: float = 120.0):
     raise AssertionError(f"{text!r} never appeared in {path}")
 
 
-def test_resume_after_kill_minus_9_ends_identical(demo_dir, reference_store, tmp_path):
+@pytest.fixture(scope="module")
+def many_clips(demo_dir, tmp_path_factory):
+    """200 clips (symbolic links to the demo clips) in a folder per class: long enough a run to
+    interrupt reliably."""
+    root = tmp_path_factory.mktemp("many") / "many"
+    clips = sorted((demo_dir / "audio").glob("*.wav"))
+    for i in range(200):
+        source = clips[i % len(clips)]
+        target = root / f"class{i % 5}" / f"{i:03d}-{source.name}"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.symlink_to(source)
+    return root
+
+
+def _extract_cmd(data, out, batch_size):
+    return DEEPFEAT + ["extract", str(data), "-n", "efficientnet_lite0", "-o", str(out), "--sample-rate", "16000",
+                       "--batch-size", str(batch_size), "--workers", "0", "--device", "cpu", "-q"]
+
+
+def test_resume_after_kill_minus_9_ends_identical(many_clips, tmp_path):
+    reference = tmp_path / "uninterrupted.h5"
+    subprocess.run(_extract_cmd(many_clips, reference, 8), check=True, capture_output=True)
     out = tmp_path / "killed.h5"
-    cmd = DEEPFEAT + ["extract", str(demo_dir), "-n", "efficientnet_lite0", "-o", str(out), "--sample-rate", "16000",
-                      "--batch-size", "4", "--workers", "0", "--device", "cpu", "-q"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(_extract_cmd(many_clips, out, 8), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        _wait_for(Path(str(out) + ".log"), "committed 8/25")
+        _wait_for(Path(str(out) + ".log"), "committed 16/200")
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     partial = Path(str(out) + ".partial")
     assert partial.exists() and not out.exists()
-    resumed = subprocess.run(cmd, capture_output=True, text=True)
+    resumed = subprocess.run(_extract_cmd(many_clips, out, 8), capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
     log = Path(str(out) + ".log").read_text()
     assert "resuming" in log
-    a, b = read_store(out), read_store(reference_store)
+    a, b = read_store(out), read_store(reference)
     np.testing.assert_array_equal(a.features, b.features)
     assert a.ids.tolist() == b.ids.tolist() and a.labels.tolist() == b.labels.tolist()
 
 
-def test_ctrl_c_keeps_finished_batches(demo_dir, tmp_path):
+def test_ctrl_c_keeps_finished_batches(many_clips, tmp_path):
     out = tmp_path / "int.h5"
-    cmd = DEEPFEAT + ["extract", str(demo_dir), "-n", "efficientnet_lite0", "-o", str(out), "--sample-rate", "16000",
-                      "--batch-size", "4", "--workers", "0", "--device", "cpu", "-q"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    _wait_for(Path(str(out) + ".log"), "committed 4/25")
+    proc = subprocess.Popen(_extract_cmd(many_clips, out, 4), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True)
+    _wait_for(Path(str(out) + ".log"), "committed 4/200")
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "rerun the same command to resume" in err
