@@ -11,12 +11,13 @@ from __future__ import annotations
 import abc
 import importlib
 from contextlib import contextmanager
+from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
 import torch
 
-from ..errors import ConfigError
+from ..errors import ConfigError, WeightsError
 
 _EXTRACTORS: dict[str, type["Extractor"]] = {}
 # Modules whose import registers extractors; imported on first lookup, not at package import.
@@ -138,3 +139,48 @@ class Extractor(abc.ABC):
     def use_half(self) -> bool:
         """float16 on CUDA unless precision is forced to fp32 (CPU always float32)."""
         return self.device.type == "cuda" and self.precision in ("auto", "fp16")
+
+
+class TorchExtractor(Extractor):
+    """An extractor whose network is a torch module: ``-w`` resolution through the weights
+    registry, fixed-seed construction (``-w none``), checkpoint loading with a clear error."""
+
+    #: ``-w`` names → entries of the weights registry (:mod:`deepfeat.weights`)
+    WEIGHTS: ClassVar[dict[str, str]] = {}
+    #: what to pass instead when a checkpoint does not fit, for the error message
+    checkpoint_hint: ClassVar[str] = "a checkpoint of this network"
+
+    @abc.abstractmethod
+    def build_network(self, pretrained: bool) -> torch.nn.Module:
+        """The architecture, randomly initialised (under :func:`seeded`); ``pretrained``: weights follow."""
+
+    def convert_checkpoint(self, state: dict, path: Path) -> dict:
+        """Map an official checkpoint's state dict onto :meth:`build_network`'s parameter names."""
+        return state
+
+    @property
+    def network_label(self) -> str:
+        return self.name
+
+    def read_checkpoint(self) -> dict | None:
+        """The state dict ``-w`` names (None for ``none``); sets :attr:`weights_sha256`."""
+        from .. import weights as registry
+
+        if self.weights == "none":
+            self.weights_sha256 = None
+            return None
+        path, self.weights_sha256 = registry.resolve_choice(self.name, self.weights, self.WEIGHTS)
+        return self.convert_checkpoint(registry.load_state_dict(path), path)
+
+    def load_network(self) -> torch.nn.Module:
+        """Build the network with the fixed seed and load the checkpoint into it (eval mode, CPU)."""
+        state = self.read_checkpoint()
+        with seeded(self.seed):
+            net = self.build_network(pretrained=state is not None)
+        if state is not None:
+            try:
+                net.load_state_dict(state)
+            except RuntimeError as e:
+                raise WeightsError(f"{self.weights}: does not fit {self.network_label} "
+                                   f"({str(e).strip().splitlines()[0][:160]}); pass {self.checkpoint_hint}") from None
+        return net.eval()

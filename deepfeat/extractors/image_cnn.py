@@ -12,12 +12,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .. import weights as weights_registry
 from ..config import PlotConfig
-from ..errors import ConfigError, WeightsError
+from ..errors import ConfigError
 from ..models.efficientnet_lite import LITE_MEAN, LITE_STD, LITE_VARIANTS, EfficientNetLite
 from ..render import spectrogram_image
-from .base import Extractor, register_extractor, row_batches, seeded
+from .base import TorchExtractor, register_extractor, row_batches
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +60,7 @@ def _build_torchvision(name: str, pretrained: bool) -> torch.nn.Module:
 
 
 @register_extractor(*CNN_SPECS)
-class ImageCNNExtractor(Extractor):
+class ImageCNNExtractor(TorchExtractor):
     """Mel image → frozen image CNN → activations of one layer (pooled/flattened)."""
 
     kind = "image"
@@ -98,28 +97,21 @@ class ImageCNNExtractor(Extractor):
         return spectrogram_image(samples, self.plot)[None]
 
     # --- network (main process) ---------------------------------------------------------------
-    def _state_dict(self) -> dict | None:
-        if self.weights == "none":
-            self.weights_sha256 = None
-            return None
-        path, self.weights_sha256 = weights_registry.resolve_choice(
-            self.name, self.weights, {"imagenet": f"{self.name}-imagenet"})
-        return weights_registry.load_state_dict(path)
+    @property
+    def WEIGHTS(self) -> dict[str, str]:  # noqa: N802 - the registry entry of this architecture
+        return {"imagenet": f"{self.name}-imagenet"}
+
+    @property
+    def checkpoint_hint(self) -> str:
+        return f"a {self.name} checkpoint"
+
+    def build_network(self, pretrained: bool) -> torch.nn.Module:
+        if self.name.startswith("efficientnet_lite"):
+            return EfficientNetLite(self.name)
+        return _build_torchvision(self.name, pretrained=pretrained)
 
     def _build(self) -> torch.nn.Module:
-        state = self._state_dict()
-        with seeded(self.seed):
-            if self.name.startswith("efficientnet_lite"):
-                net = EfficientNetLite(self.name)
-            else:
-                net = _build_torchvision(self.name, pretrained=state is not None)
-        if state is not None:
-            try:
-                net.load_state_dict(state)
-            except RuntimeError as e:
-                raise WeightsError(f"{self.weights}: does not fit {self.name} ({str(e).splitlines()[0][:160]}); "
-                                   f"pass a {self.name} checkpoint") from None
-        net.eval()
+        net = self.load_network()
         if self.name.startswith("efficientnet_lite"):
             if self.layer not in ("pool", "logits"):
                 raise ConfigError(f"layer {self.layer!r} of {self.name}: choose pool (1280-d) or logits (1000-d)")

@@ -24,19 +24,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .. import weights as weights_registry
 from ..audio import frame_windows
 from ..errors import ConfigError, WeightsError
 from ..models.openl3 import CONTENT_TYPES, EMBEDDING_SIZES, INPUT_REPRS, SAMPLE_RATE, OpenL3, infer_input_repr, \
     openl3_state_dict
-from .base import Extractor, register_extractor, row_batches, seeded
+from .base import TorchExtractor, register_extractor, row_batches
 
 WINDOW_SECONDS = 1.0
 _NAME_PATTERN = re.compile(r"(linear|mel128|mel256)_(env|music)")
 
 
 @register_extractor("openl3")
-class OpenL3Extractor(Extractor):
+class OpenL3Extractor(TorchExtractor):
     """48 kHz 1 s windows → OpenL3 → 512- or 6144-d embedding, mean over a clip's windows."""
 
     kind = "audio"
@@ -44,6 +43,7 @@ class OpenL3Extractor(Extractor):
     sample_rate = SAMPLE_RATE
     #: -w name → registry entry
     WEIGHTS = {f"{c}_{r}": f"openl3-{c}_{r}" for c in CONTENT_TYPES for r in INPUT_REPRS}
+    checkpoint_hint = "a torchopenl3 checkpoint"
 
     def __init__(self, name: str = "openl3", hop: float = 0.1, center: bool = True, input_repr: str | None = None,
                  content_type: str | None = None, batch_size: int = 32, **kwargs):
@@ -82,12 +82,11 @@ class OpenL3Extractor(Extractor):
             samples = np.pad(samples, (int(WINDOW_SECONDS * self.sample_rate) // 2, 0))
         return frame_windows(samples, self.sample_rate, WINDOW_SECONDS, self.hop)[0].astype(np.float32, copy=False)
 
-    def _state_dict(self) -> dict | None:
-        if self.weights == "none":
-            self.weights_sha256 = None
-            return None
-        path, self.weights_sha256 = weights_registry.resolve_choice(self.name, self.weights, self.WEIGHTS)
-        state = weights_registry.load_state_dict(path)
+    @property
+    def network_label(self) -> str:
+        return f"OpenL3 {self.input_repr}"
+
+    def convert_checkpoint(self, state: dict, path) -> dict:
         if self.weights not in self.WEIGHTS:  # a path: what model is it?
             match = _NAME_PATTERN.search(Path(path).name)
             self.input_repr = self.input_repr or infer_input_repr(state) or (match and match.group(1))
@@ -101,17 +100,11 @@ class OpenL3Extractor(Extractor):
         except ValueError as e:
             raise WeightsError(f"{path}: {e}; pass the {self.input_repr} checkpoint") from None
 
+    def build_network(self, pretrained: bool) -> OpenL3:
+        return OpenL3(self.input_repr, int(self.layer))
+
     def load(self) -> None:
-        state = self._state_dict()
-        with seeded(self.seed):
-            model = OpenL3(self.input_repr, int(self.layer))
-        if state is not None:
-            try:
-                model.load_state_dict(state)
-            except RuntimeError as e:
-                raise WeightsError(f"{self.weights}: does not fit OpenL3 {self.input_repr} "
-                                   f"({str(e).splitlines()[0][:160]}); pass a torchopenl3 checkpoint") from None
-        self.model = model.eval().to(self.device)
+        self.model = self.load_network().to(self.device)
 
     def embed(self, inputs: np.ndarray) -> np.ndarray:
         """Windows [k, 48000] → embeddings [k, 512|6144] (batched; float16 autocast on CUDA unless fp32)."""

@@ -15,23 +15,23 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .. import weights as weights_registry
 from ..audio import frame_windows
 from ..errors import ConfigError, WeightsError
 from ..models.cnn14 import AUDIOSET_CLASSES, Cnn14, cnn14_state_dict
-from .base import Extractor, register_extractor, row_batches, seeded
+from .base import TorchExtractor, register_extractor, row_batches
 
 PANNS_LAYERS = {"embedding": 2048, "scores": AUDIOSET_CLASSES}
 
 
 @register_extractor("panns_cnn14")
-class PannsCnn14Extractor(Extractor):
+class PannsCnn14Extractor(TorchExtractor):
     """32 kHz waveform windows → Cnn14 → 2048-d embedding (or 527 AudioSet probabilities)."""
 
     kind = "audio"
     default_weights = "audioset"
     sample_rate = 32000
     WEIGHTS = {"audioset": "panns_cnn14-audioset"}  #: -w name → registry entry
+    checkpoint_hint = "a PANNs Cnn14 checkpoint (Cnn14_mAP=0.431.pth)"
 
     def __init__(self, name: str = "panns_cnn14", window: float = 10.0, batch_size: int = 8, **kwargs):
         super().__init__(name, **kwargs)
@@ -63,28 +63,17 @@ class PannsCnn14Extractor(Extractor):
         seconds = self.input_seconds
         return frame_windows(samples, self.sample_rate, seconds, seconds)[0].astype(np.float32, copy=False)
 
-    def _state_dict(self) -> dict | None:
-        if self.weights == "none":
-            self.weights_sha256 = None
-            return None
-        path, self.weights_sha256 = weights_registry.resolve_choice(self.name, self.weights, self.WEIGHTS)
-        state = weights_registry.load_state_dict(path)
+    def build_network(self, pretrained: bool) -> Cnn14:
+        return Cnn14()
+
+    def convert_checkpoint(self, state: dict, path) -> dict:
         try:
             return cnn14_state_dict(state)
         except ValueError as e:
             raise WeightsError(f"{path}: {e}; pass a PANNs Cnn14 (32 kHz) checkpoint") from None
 
     def load(self) -> None:
-        state = self._state_dict()
-        with seeded(self.seed):
-            model = Cnn14()
-        if state is not None:
-            try:
-                model.load_state_dict(state)
-            except RuntimeError as e:
-                raise WeightsError(f"{self.weights}: does not fit {self.name} ({str(e).splitlines()[0][:160]}); "
-                                   "pass a PANNs Cnn14 checkpoint (Cnn14_mAP=0.431.pth)") from None
-        self.model = model.eval().to(self.device)
+        self.model = self.load_network().to(self.device)
 
     def embed(self, inputs: np.ndarray) -> np.ndarray:
         """Waveforms [k, samples] → features [k, D] (batched; float16 autocast on CUDA unless fp32)."""
