@@ -184,3 +184,21 @@ class TorchExtractor(Extractor):
                 raise WeightsError(f"{self.weights}: does not fit {self.network_label} "
                                    f"({str(e).strip().splitlines()[0][:160]}); pass {self.checkpoint_hint}") from None
         return net.eval()
+
+    def load(self) -> None:
+        self.model = self.load_network().to(self.device)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """One batch of model inputs → features (the network's output by default)."""
+        return self.model(x)
+
+    def embed(self, inputs: np.ndarray) -> np.ndarray:
+        """float32 inputs [k, ...] → features [k, D], batched, with float16 autocast on CUDA unless fp32."""
+        if getattr(self, "model", None) is None:
+            self.load()
+        outs = []
+        with torch.inference_mode(), torch.autocast(self.device.type, enabled=self.use_half):
+            for batch in row_batches(inputs, self.batch_size):
+                x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self.device)
+                outs.append(self.forward(x).float().cpu().numpy())
+        return np.concatenate(outs) if outs else np.zeros((0, self.dim), np.float32)

@@ -22,13 +22,12 @@ import re
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from ..audio import frame_windows
 from ..errors import ConfigError, WeightsError
 from ..models.openl3 import CONTENT_TYPES, EMBEDDING_SIZES, INPUT_REPRS, SAMPLE_RATE, OpenL3, infer_input_repr, \
     openl3_state_dict
-from .base import TorchExtractor, register_extractor, row_batches
+from .base import TorchExtractor, register_extractor
 
 WINDOW_SECONDS = 1.0
 _NAME_PATTERN = re.compile(r"(linear|mel128|mel256)_(env|music)")
@@ -102,20 +101,6 @@ class OpenL3Extractor(TorchExtractor):
 
     def build_network(self, pretrained: bool) -> OpenL3:
         return OpenL3(self.input_repr, int(self.layer))
-
-    def load(self) -> None:
-        self.model = self.load_network().to(self.device)
-
-    def embed(self, inputs: np.ndarray) -> np.ndarray:
-        """Windows [k, 48000] → embeddings [k, 512|6144] (batched; float16 autocast on CUDA unless fp32)."""
-        if self.model is None:
-            self.load()
-        outs = []
-        with torch.inference_mode(), torch.autocast(self.device.type, enabled=self.use_half):
-            for batch in row_batches(inputs, self.batch_size):
-                x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self.device)
-                outs.append(self.model(x).float().cpu().numpy())
-        return np.concatenate(outs) if outs else np.zeros((0, self.dim), np.float32)
 
     def config(self) -> dict:
         return {**super().config(), "content_type": self.content_type, "input_repr": self.input_repr,

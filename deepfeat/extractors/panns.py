@@ -18,7 +18,7 @@ import torch
 from ..audio import frame_windows
 from ..errors import ConfigError, WeightsError
 from ..models.cnn14 import AUDIOSET_CLASSES, Cnn14, cnn14_state_dict
-from .base import TorchExtractor, register_extractor, row_batches
+from .base import TorchExtractor, register_extractor
 
 PANNS_LAYERS = {"embedding": 2048, "scores": AUDIOSET_CLASSES}
 
@@ -72,22 +72,9 @@ class PannsCnn14Extractor(TorchExtractor):
         except ValueError as e:
             raise WeightsError(f"{path}: {e}; pass a PANNs Cnn14 (32 kHz) checkpoint") from None
 
-    def load(self) -> None:
-        self.model = self.load_network().to(self.device)
-
-    def embed(self, inputs: np.ndarray) -> np.ndarray:
-        """Waveforms [k, samples] → features [k, D] (batched; float16 autocast on CUDA unless fp32)."""
-        if self.model is None:
-            self.load()
-        outs = []
-        with torch.inference_mode(), torch.autocast(self.device.type, enabled=self.use_half):
-            for batch in row_batches(inputs, self.batch_size):
-                x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self.device)
-                y = self.model(x)
-                if self.layer == "scores":
-                    y = self.model.probabilities(y)
-                outs.append(y.float().cpu().numpy())
-        return np.concatenate(outs) if outs else np.zeros((0, self.dim), np.float32)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.model(x)
+        return self.model.probabilities(y) if self.layer == "scores" else y
 
     def config(self) -> dict:
         return {**super().config(), "input_seconds": self.input_seconds,
