@@ -2,6 +2,7 @@
 → resumable HDF5 store. ``deepfeat extract`` is a thin shell over :func:`extract_features`."""
 from __future__ import annotations
 
+import json
 import logging
 import platform
 import time
@@ -15,7 +16,7 @@ from torch.utils.data import DataLoader, Dataset
 from . import __version__
 from .audio import load_audio, segments
 from .datasets import Manifest
-from .errors import AudioError, DeepfeatError
+from .errors import AudioError
 from .extractors.base import Extractor
 from .store import StoreWriter, store_status
 
@@ -94,7 +95,8 @@ def extract_features(manifest: Manifest, extractor: Extractor, out: str | Path, 
     goes on; ``"fail"`` stops at the first one with its error. Returns the store's path.
     """
     out = Path(out)
-    extractor.load()
+    if not extractor.is_loaded:
+        extractor.load()
     config = store_config(manifest, extractor)
     if not overwrite and store_status(out, config) == "complete":
         log.info("%s: already complete for this configuration; nothing to do", out)
@@ -102,7 +104,7 @@ def extract_features(manifest: Manifest, extractor: Extractor, out: str | Path, 
     writer = StoreWriter(out, config, manifest.label_names, len(manifest), overwrite=overwrite, attrs={
         "network": extractor.name, "layer": str(extractor.layer), "weights": extractor.weights,
         "weights_sha256": extractor.weights_sha256 or "", "dataset": manifest.name,
-        "manifest_sha256": manifest.fingerprint(), "versions": __import__("json").dumps(versions())})
+        "manifest_sha256": manifest.fingerprint(), "versions": json.dumps(versions())})
     handler = logging.FileHandler(str(out) + ".log")  # every run appends: commits, skips, resumes
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     handler.setLevel(logging.INFO)
@@ -169,4 +171,4 @@ def extract_features(manifest: Manifest, extractor: Extractor, out: str | Path, 
     return path
 
 
-__all__ = ["extract_features", "store_config", "ClipFrontend", "DeepfeatError"]
+__all__ = ["extract_features", "store_config", "ClipFrontend"]

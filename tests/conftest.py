@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 
 from deepfeat.demo import write_demo_dataset
 
@@ -32,3 +33,14 @@ def write_wav(tmp_path):
         return path
 
     return write
+
+
+def randomise_batch_norm(model: torch.nn.Module, seed: int) -> None:
+    """Non-trivial BN statistics and affine parameters, so parity covers every BN."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                for t, lo, hi in ((m.running_mean, -1, 1), (m.running_var, 0.5, 2), (m.weight, 0.5, 1.5),
+                                  (m.bias, -0.5, 0.5)):
+                    t.copy_(torch.rand(t.shape, generator=g) * (hi - lo) + lo)

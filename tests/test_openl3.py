@@ -15,6 +15,8 @@ from deepfeat.extractors import create_extractor
 from deepfeat.models.openl3 import L3Spectrogram, OpenL3, infer_input_repr, kapre_decibel, openl3_mel_filters
 from deepfeat.store import read_store
 
+from .conftest import randomise_batch_norm
+
 RATE = 48000
 pytestmark = pytest.mark.filterwarnings("ignore:Empty filters detected:UserWarning",
                                         "ignore:pkg_resources is deprecated:UserWarning")
@@ -24,16 +26,6 @@ pytestmark = pytest.mark.filterwarnings("ignore:Empty filters detected:UserWarni
 def reference_openl3():
     """torchopenl3's PytorchOpenl3 class (skipped where torchopenl3 or its resampy 0.2 cannot import)."""
     return pytest.importorskip("torchopenl3.models").PytorchOpenl3
-
-
-def randomise_batch_norm(model: torch.nn.Module, seed: int) -> None:
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                for t, lo, hi in ((m.running_mean, -1, 1), (m.running_var, 0.5, 2), (m.weight, 0.5, 1.5),
-                                  (m.bias, -0.5, 0.5)):
-                    t.copy_(torch.rand(t.shape, generator=g) * (hi - lo) + lo)
 
 
 def windows(n: int, seed: int = 0) -> np.ndarray:

@@ -15,6 +15,8 @@ from deepfeat.extractors import create_extractor
 from deepfeat.models.cnn14 import Cnn14, cnn14_state_dict
 from deepfeat.store import read_store
 
+from .conftest import randomise_batch_norm
+
 RATE = 32000
 
 
@@ -32,17 +34,6 @@ def reference_cnn14(tmp_path_factory):
         models = pytest.importorskip("panns_inference.models")
     assert not (home / "panns_data" / "Cnn14_mAP=0.431.pth").exists()  # nothing was downloaded
     return models.Cnn14
-
-
-def randomise_batch_norm(model: torch.nn.Module, seed: int) -> None:
-    """Non-trivial BN statistics and affine parameters, so parity covers every BN."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                for t, lo, hi in ((m.running_mean, -1, 1), (m.running_var, 0.5, 2), (m.weight, 0.5, 1.5),
-                                  (m.bias, -0.5, 0.5)):
-                    t.copy_(torch.rand(t.shape, generator=g) * (hi - lo) + lo)
 
 
 @pytest.fixture(scope="module")

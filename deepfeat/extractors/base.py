@@ -121,6 +121,11 @@ class Extractor(abc.ABC):
         Several inputs (k > 1) for one segment are embedded and mean-pooled into one row.
         Runs in worker processes: no network, no CUDA."""
 
+    @property
+    def is_loaded(self) -> bool:
+        """Whether :meth:`load` has built the network (so it is not built twice)."""
+        return getattr(self, "model", None) is not None
+
     @abc.abstractmethod
     def load(self) -> None:
         """Build the network on :attr:`device` and load its weights; sets :attr:`weights_sha256`."""
@@ -194,7 +199,7 @@ class TorchExtractor(Extractor):
 
     def embed(self, inputs: np.ndarray) -> np.ndarray:
         """float32 inputs [k, ...] → features [k, D], batched, with float16 autocast on CUDA unless fp32."""
-        if getattr(self, "model", None) is None:
+        if not self.is_loaded:
             self.load()
         outs = []
         with torch.inference_mode(), torch.autocast(self.device.type, enabled=self.use_half):

@@ -82,6 +82,10 @@ class BirdNETExtractor(Extractor):
         """Audio at 48 kHz → windows [k, 144000] (the last one zero-padded)."""
         return frame_windows(samples, self.sample_rate, WINDOW_SECONDS, self.hop)[0].astype(np.float32, copy=False)
 
+    @property
+    def is_loaded(self) -> bool:
+        return self._interpreter is not None
+
     def load(self) -> None:
         """Open the interpreter (main process only: it cannot be pickled or shared across a fork)."""
         try:

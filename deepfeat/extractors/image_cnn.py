@@ -78,14 +78,13 @@ class ImageCNNExtractor(TorchExtractor):
         super().__init__(name, duration=plot.duration, segment=plot.segment, **kwargs)
         self.layer = self.layer or self.spec.default_layer
         self.sample_rate = plot.mel.sample_rate
-        #: images per forward pass. On CPU small batches in the default memory format were fastest:
-        #: measured on 2 cores, batches of 2-8 contiguous ran 1.2-2.7x faster than batch 32
-        #: channels_last (EfficientNet-Lite0 92 vs 46, ResNet-50 44 vs 23, DenseNet-121 55 vs 24
-        #: images/s). On CUDA large channels_last fp16 batches are the fast path.
+        #: images per forward pass. On CPU, batches of a few images in the default memory format
+        #: ran faster than large channels_last batches (activations stay in cache); on CUDA large
+        #: channels_last fp16 batches are the fast path. ``make bench`` measures the result.
         self.batch_size = batch_size or (64 if self.device.type == "cuda" else 4)
-        #: CPU: trace, freeze and fuse the network (conv + batch norm folding, oneDNN kernels):
-        #: ResNet-50 1.9x, DenseNet-121 1.1x, EfficientNet-Lite0 1.2x faster; features equal to
-        #: eager ones within float32 rounding (tested).
+        #: CPU: trace, freeze and fuse the network (conv + batch norm folding, oneDNN kernels);
+        #: features equal the eager ones within float32 rounding (tested). ``make bench`` compares
+        #: it with a plain eager batch-1 loop.
         self.optimize = optimize
         self.memory_format = torch.channels_last if self.device.type == "cuda" else torch.contiguous_format
         self.model = None
