@@ -1,11 +1,14 @@
 """``deepfeat crnn DATA --fold 5 [-o RUN_DIR] [--augment all]`` → :func:`deepfeat.crnn.run_crnn`."""
 from __future__ import annotations
 
-import json
-
 import click
 
-from .options import fold_option, json_option, quiet_option
+from deepfeat.augment import AUGMENTATION_NAMES
+from deepfeat.crnn.config import ARCHITECTURES, CRNN_MEL, DEFAULT_DURATION, TrainingConfig
+
+from .options import fold_option, json_option, quiet_option, show_run
+
+_TRAINING = TrainingConfig()
 
 
 @click.command("crnn")
@@ -13,28 +16,32 @@ from .options import fold_option, json_option, quiet_option
 @fold_option
 @click.option("-o", "--output", "run_dir", default=None, type=click.Path(file_okay=False),
               help="Run folder (default: results/<dataset>/<system>).")
-@click.option("--variant", type=click.Choice(["esc", "dcase"]), default="esc", show_default=True,
+@click.option("--variant", type=click.Choice(list(ARCHITECTURES)), default="esc", show_default=True,
               help="esc: 4 blocks of 3x3 convolutions (paper §3.2.2); dcase: 5x5, 4x4, 3x3 blocks (§3.2.1).")
 @click.option("--augment", default="none", show_default=True, metavar="LIST",
-              help="Comma-separated: stretch (0.8x, 1.2x), pitch (±2 semitones), noise (5, 15 dB SNR), "
-                   "specaugment (2+2 masks, width ≤ 20), patch (patch replacement), mixup; or all / none.")
-@click.option("--epochs", type=int, default=100, show_default=True)
-@click.option("--batch-size", type=int, default=64, show_default=True)
-@click.option("--lr", "learning_rate", type=float, default=1e-3, show_default=True, help="Adam learning rate.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of initialisation, shuffling, augmentation.")
-@click.option("--duration", type=float, default=5.0, show_default=True, help="Pad or crop every clip to this, seconds.")
-@click.option("--clip-db", type=float, default=-80.0, show_default=True, help="Mel floor below the maximum, dB.")
-@click.option("--window", type=float, default=0.08, show_default=True, help="Mel window length, seconds.")
-@click.option("--hop", type=float, default=0.04, show_default=True, help="Mel hop, seconds.")
-@click.option("--n-mels", type=int, default=128, show_default=True)
-@click.option("--sample-rate", "-sr", type=int, default=44100, show_default=True, help="Resample to this rate, Hz.")
+              help=f"Comma-separated, from {', '.join(AUGMENTATION_NAMES)}; or all / none. stretch: 0.8x, 1.2x; "
+                   "pitch: ±2 semitones; noise: 5, 15 dB SNR; specaugment: 2+2 masks, width ≤ 20; patch: patch "
+                   "replacement; mixup: α 0.2.")
+@click.option("--epochs", type=int, default=_TRAINING.epochs, show_default=True)
+@click.option("--batch-size", type=int, default=_TRAINING.batch_size, show_default=True)
+@click.option("--lr", "learning_rate", type=float, default=_TRAINING.learning_rate, show_default=True,
+              help="Adam learning rate.")
+@click.option("--seed", type=int, default=_TRAINING.seed, show_default=True,
+              help="Seed of initialisation, shuffling, augmentation.")
+@click.option("--duration", type=float, default=DEFAULT_DURATION, show_default=True,
+              help="Pad or crop every clip to this, seconds.")
+@click.option("--clip-db", type=float, default=CRNN_MEL.clip_db, show_default=True, help="Mel floor below the maximum, dB.")
+@click.option("--window", type=float, default=CRNN_MEL.window, show_default=True, help="Mel window length, seconds.")
+@click.option("--hop", type=float, default=CRNN_MEL.hop, show_default=True, help="Mel hop, seconds.")
+@click.option("--n-mels", type=int, default=CRNN_MEL.n_mels, show_default=True)
+@click.option("--sample-rate", "-sr", type=int, default=CRNN_MEL.sample_rate, show_default=True,
+              help="Resample to this rate, Hz.")
 @click.option("--mel-cache", default=None, type=click.Path(dir_okay=False),
               help="HDF5 mel cache (default: features/<dataset>-crnn-mels-<hash>.h5, one per mel setting).")
 @click.option("--workers", type=int, default=None, help="Processes computing mels (default: CPU count, at most 4).")
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 ... (default: CUDA when available).")
 @click.option("--threads", type=int, default=1, show_default=True,
-              help="CPU threads for torch; 0: one per core. The small convolutions gain little from threads, "
-                   "and on a busy 2-core machine 1 thread trained 2-8x faster than 2.")
+              help="CPU threads for torch; 0: one per core. The small convolutions gain little from threads.")
 @click.option("--overwrite", is_flag=True, help="Start the trainings again (and replace a mismatched mel cache).")
 @json_option
 @quiet_option
@@ -46,28 +53,22 @@ def crnn(data, fold, run_dir, variant, augment, epochs, batch_size, learning_rat
     DATA is a labelled dataset with folds (ESC-50/ESC-10, UrbanSound8K, a label CSV with a fold
     column). An interrupted run resumes from its per-epoch checkpoints when rerun unchanged.
     """
+    import dataclasses
+
     from deepfeat.augment import AugmentConfig
-    from deepfeat.config import MelConfig
-    from deepfeat.crnn import ARCHITECTURES, TrainingConfig, run_crnn, system_name
+    from deepfeat.crnn import run_crnn, system_name
     from deepfeat.datasets import load_manifest
-    from deepfeat.evaluation import default_run_dir, summary_table
+    from deepfeat.evaluation import default_run_dir
 
-    if threads > 0:
-        import torch
-
-        torch.set_num_threads(threads)
     config = TrainingConfig(architecture=ARCHITECTURES[variant], epochs=epochs, batch_size=batch_size,
                             learning_rate=learning_rate, seed=seed,
                             augment=AugmentConfig.from_names(augment.split(",")))
-    mel = MelConfig(sample_rate=sample_rate, n_mels=n_mels, window=window, hop=hop, clip_db=clip_db)
+    mel = dataclasses.replace(CRNN_MEL, sample_rate=sample_rate, n_mels=n_mels, window=window, hop=hop,
+                              clip_db=clip_db)
     manifest = load_manifest(data)
     system = system_name(config)
     run_dir = run_dir or default_run_dir(manifest.name, system)
     metrics = run_crnn(manifest, run_dir, test_fold=fold, config=config, mel=mel, duration=duration,
-                       mel_cache=mel_cache, workers=workers, device=device, progress=not quiet,
+                       mel_cache=mel_cache, workers=workers, device=device, threads=threads, progress=not quiet,
                        overwrite=overwrite, system=system)
-    if as_json:
-        click.echo(json.dumps(metrics, indent=2, sort_keys=True))
-    elif not quiet:
-        click.echo(summary_table(metrics))
-        click.echo(f"wrote {run_dir}")
+    show_run({**metrics, "run_dir": str(run_dir)}, as_json, quiet)

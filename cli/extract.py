@@ -49,17 +49,10 @@ def extract(data, network, weights, out, layer, audio_root, batch_size, workers,
     label CSV (file,label[,fold]). An interrupted run resumes when rerun with the same options.
     """
     from deepfeat.datasets import load_manifest
-    from deepfeat.extract import extract_features
-    from deepfeat.extractors import create_extractor, get_extractor_class
+    from deepfeat.extract import extract_features, make_extractor
 
-    cls = get_extractor_class(network)
-    params = dict(weights=weights, layer=layer, device=device, precision=precision, seed=seed)
-    if cls.kind == "image":
-        params.update(plot=plot_config_from(plot_kwargs))
-    else:
-        plot = plot_config_from(plot_kwargs)
-        params.update(duration=plot.duration, segment=plot.segment)
-    extractor = create_extractor(network, **params)
+    extractor = make_extractor(network, weights=weights, plot=plot_config_from(plot_kwargs), layer=layer,
+                               device=device, precision=precision, seed=seed)
     manifest = load_manifest(data, audio_root)
     path = extract_features(manifest, extractor, out, clips_per_batch=batch_size, workers=workers, on_error=on_error,
                             overwrite=overwrite, progress=not quiet)

@@ -17,11 +17,14 @@ from __future__ import annotations
 import dataclasses
 import zlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from .errors import ConfigError
+
+if TYPE_CHECKING:
+    import torch
 
 # The QUACLRS settings: stretch factors, semitone shifts, SNRs (dB).
 PAPER_TIME_STRETCH = (0.8, 1.2)
@@ -89,6 +92,8 @@ class WaveformAugmentation:
 
 def _band_masks(n: int, batch: int, count: int, max_width: int, device) -> torch.Tensor:
     """Bool [batch, n]: ``count`` bands per row, widths uniform in 0..max_width, uniform start."""
+    import torch
+
     widths = torch.randint(0, min(max_width, n) + 1, (batch, count), device=device)
     starts = (torch.rand(batch, count, device=device) * (n - widths + 1)).long()
     pos = torch.arange(n, device=device)[None, None, :]
@@ -116,6 +121,8 @@ def patch_replace(x: torch.Tensor, y: torch.Tensor, max_width: int = 20) -> tupl
     donor is a random permutation of the batch. Targets are mixed in proportion to the replaced
     area (as in CutMix), so ``y`` rows stay distributions.
     """
+    import torch
+
     batch, n_freq, n_time = x.shape
     donor = torch.randperm(batch, device=x.device)
     freq = _band_masks(n_freq, batch, 1, max_width, x.device)
@@ -130,6 +137,8 @@ def mixup(x: torch.Tensor, y: torch.Tensor, alpha: float = 0.2) -> tuple[torch.T
 
     One weight per example, λ ~ Beta(alpha, alpha); the partner is a random permutation of the batch.
     """
+    import torch
+
     batch = x.shape[0]
     lam = torch.distributions.Beta(alpha, alpha).sample((batch,)).to(x.device, x.dtype)
     partner = torch.randperm(batch, device=x.device)

@@ -1,7 +1,11 @@
-"""Errors users see as one clear line: what went wrong, with which file, and how to fix it."""
+"""Errors users see as one clear line: what went wrong, with which file, and how to fix it.
+
+Every error class is also a :class:`ValueError` (bad input), so scikit-learn and other callers
+that expect ``ValueError`` for invalid parameters or data see one.
+"""
 
 
-class DeepfeatError(Exception):
+class DeepfeatError(ValueError):
     """Base class; the CLI prints these as a one-line ``Error: ...`` and exits with status 2."""
 
 

@@ -16,14 +16,13 @@ Scores are fractions in [0, 1] in files and percentages on the terminal.
 """
 from __future__ import annotations
 
-import json
-import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from .errors import ConfigError
+from .io import atomic_path, jsonable, write_json, write_text  # noqa: F401 - jsonable re-exported for the CLI
 from .scores import Scores
 
 RESULTS_DIR = Path("results")
@@ -92,31 +91,6 @@ def _path_part(name: str) -> str:
     return cleaned or "unnamed"
 
 
-def jsonable(value):
-    """``value`` with numpy arrays/scalars and paths turned into JSON types; non-finite floats → None."""
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return jsonable(value.tolist())
-    if isinstance(value, np.generic):
-        return jsonable(value.item())
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-def write_json(path: str | Path, data: dict) -> Path:
-    """Write ``data`` (numpy values allowed) as indented JSON; non-finite floats become null."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(jsonable(data), indent=2) + "\n")
-    return path
-
-
 def plot_confusion_matrix(path: str | Path, y_true, y_pred, label_names: Sequence[str], title: str = "") -> Path:
     """Save the confusion matrix (rows: true class, columns: predicted) with class names as a PNG."""
     from matplotlib.figure import Figure
@@ -131,7 +105,8 @@ def plot_confusion_matrix(path: str | Path, y_true, y_pred, label_names: Sequenc
         cmap="Blues", xticks_rotation="vertical", include_values=n <= 30)
     if title:
         ax.set_title(title)
-    fig.savefig(path, dpi=100)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
     return Path(path)
 
 
@@ -141,7 +116,6 @@ def write_run(run_dir: str | Path, *, system: str, metrics: dict, scores: Scores
     test confusion matrix), ``report.txt``/``report.json`` (per-class report on the test fold),
     ``confusion_matrix.png``, ``model.joblib`` (when ``model`` is given) and ``scores.h5``.
     Returns ``run_dir``."""
-    import joblib
     from sklearn.metrics import classification_report, confusion_matrix
 
     run_dir = Path(run_dir)
@@ -149,20 +123,32 @@ def write_run(run_dir: str | Path, *, system: str, metrics: dict, scores: Scores
     labels = list(range(len(label_names)))
     y_true_test, y_pred_test = np.asarray(y_true_test), np.asarray(y_pred_test)
     report_args = dict(labels=labels, target_names=list(label_names), zero_division=0, digits=4)
-    (run_dir / "report.txt").write_text(
-        f"{system}: test fold {metrics.get('test_fold', '?')}\n\n"
-        + classification_report(y_true_test, y_pred_test, **report_args))
+    write_text(run_dir / "report.txt", f"{system}: test fold {metrics.get('test_fold', '?')}\n\n"
+               + classification_report(y_true_test, y_pred_test, **report_args))
     write_json(run_dir / "report.json",
                classification_report(y_true_test, y_pred_test, output_dict=True, **report_args))
     plot_confusion_matrix(run_dir / "confusion_matrix.png", y_true_test, y_pred_test, label_names,
                           title=f"{system} (test fold {metrics.get('test_fold', '?')})")
     if model is not None:
-        joblib.dump(model, run_dir / "model.joblib")
+        save_model(run_dir, model)
     scores.write(run_dir / "scores.h5")
     write_json(run_dir / "metrics.json", {
         "system": system, **metrics, "label_names": list(label_names),
         "test_confusion_matrix": confusion_matrix(y_true_test, y_pred_test, labels=labels)})
     return run_dir
+
+
+def save_model(run_dir: Path, model) -> None:
+    """The fitted model into ``run_dir``: its own ``save(run_dir)`` when it has one (torch models
+    write a state dict and a JSON description), else ``model.joblib`` (a pickle: load it only from
+    trusted sources)."""
+    if hasattr(model, "save"):
+        model.save(run_dir)
+    else:
+        import joblib
+
+        with atomic_path(run_dir / "model.joblib") as tmp:
+            joblib.dump(model, tmp)
 
 
 def summarise_folds(per_fold: Sequence[dict]) -> dict:

@@ -1,11 +1,11 @@
 """The paper's experiment on one dataset, end to end and resumable (``deepfeat paper DATA``,
 ``make paper DATA=...``).
 
-Stages, each a ``deepfeat`` command run in a child process (printed, so any stage can be
-re-run by hand): ``extract`` every configured feature set → ``svm`` on each store → ``crnn``
-→ ``fuse`` each of the paper's groups (over this experiment's systems only; a group with fewer
-than two of them, or the same members as an earlier group, is skipped) with every method →
-``report``. Re-running skips what is finished:
+Stages, each a call of the stage's library function (:class:`Stages`), printed as the
+equivalent ``deepfeat`` command so any stage can be re-run by hand: ``extract`` every configured
+feature set → ``svm`` on each store → ``crnn`` → ``fuse`` each of the paper's groups (over this
+experiment's systems only; a group with fewer than two of them, or the same members as an
+earlier group, is skipped) with every method → ``report``. Re-running skips what is finished:
 
 * extract: always called; ``deepfeat extract`` itself returns at once when the store is
   complete for the same configuration (and refuses a store of another configuration);
@@ -21,14 +21,12 @@ Outputs: ``features/<dataset>-<network>[-<weights>].h5`` and ``results/<dataset>
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .config import canonical_json
-from .errors import ConfigError, DeepfeatError
+from .errors import ConfigError
 from .evaluation import RESULTS_DIR, default_run_dir
 
 
@@ -87,13 +85,40 @@ class Experiment:
     manifest_sha256: str = field(init=False, default="")
 
 
-#: Runs ``deepfeat ARGS...``; returns the exit status.
-Runner = Callable[[list[str]], int]
+class Stages:
+    """The stages the experiment runs, each a library call (tests replace the slow ones)."""
 
+    def __init__(self, exp: Experiment):
+        self.exp = exp
 
-def run_deepfeat(args: list[str]) -> int:
-    """``deepfeat ARGS...`` in a child process (fresh memory and CUDA context per stage)."""
-    return subprocess.run([sys.executable, "-m", "deepfeat.cli.main", *args]).returncode
+    def extract(self, spec: FeatureSpec, store: Path) -> None:
+        from .datasets import load_manifest
+        from .extract import extract_features, make_extractor
+
+        extractor = make_extractor(spec.network, weights=spec.weights, device=self.exp.device)
+        extract_features(load_manifest(self.exp.data), extractor, store, progress=False)
+
+    def svm(self, store: Path, run_dir: Path) -> None:
+        from .classify import run_svm
+
+        run_svm(store, fold=self.exp.fold, run_dir=run_dir)
+
+    def crnn(self, run_dir: Path) -> None:
+        from .crnn import run_crnn
+        from .datasets import load_manifest
+
+        run_crnn(load_manifest(self.exp.data), run_dir, test_fold=self.exp.fold, config=crnn_config(self.exp),
+                 device=self.exp.device, progress=False)
+
+    def fuse(self, paths: list[Path], method: str, group: str, run_dir: Path) -> None:
+        from .fusion import run_fusion
+
+        run_fusion(paths, method=method, fold=self.exp.fold, run_dir=run_dir, group=group)
+
+    def report(self, results_dir: Path) -> None:
+        from .report import write_report
+
+        write_report(results_dir, self.exp.fold)
 
 
 def _run_dir(exp: Experiment, system: str) -> Path:
@@ -126,14 +151,22 @@ def svm_done(run_dir: Path, store: Path, fold: int) -> str | None:
     return None
 
 
+def crnn_config(exp: Experiment):
+    """The CRNN's :class:`~deepfeat.crnn.config.TrainingConfig` in this experiment."""
+    from .augment import AugmentConfig
+    from .crnn.config import TrainingConfig
+
+    return TrainingConfig(epochs=exp.crnn_epochs, augment=AugmentConfig.from_names(exp.crnn_augment.split(",")))
+
+
 def crnn_expected(exp: Experiment) -> tuple[str, dict]:
     """(system name, the ``metrics["config"]`` entries a matching CRNN run has)."""
     import dataclasses
 
-    from .augment import AugmentConfig
-    from .crnn import CRNN_MEL, DEFAULT_DURATION, TrainingConfig, system_name
+    from .crnn.config import CRNN_MEL, DEFAULT_DURATION
+    from .crnn.run import system_name
 
-    config = TrainingConfig(epochs=exp.crnn_epochs, augment=AugmentConfig.from_names(exp.crnn_augment.split(",")))
+    config = crnn_config(exp)
     return system_name(config), {"training": config.to_dict(), "mel": dataclasses.asdict(CRNN_MEL),
                                  "duration": DEFAULT_DURATION, "manifest_sha256": exp.manifest_sha256}
 
@@ -164,41 +197,32 @@ def fuse_done(run_dir: Path, expected: dict) -> str | None:
 
 
 # --- the driver ----------------------------------------------------------------------------------
-def _step(runner: Runner, args: list[str], echo: Callable[[str], None], dry_run: bool) -> None:
-    echo("+ deepfeat " + " ".join(args))
-    if dry_run:
-        return
-    status = runner(args)
-    if status != 0:
-        raise DeepfeatError(f"`deepfeat {' '.join(args)}` failed (exit status {status}); fix the cause and rerun: "
-                            "finished stages are kept")
+Echo = Callable[[str], None]
 
 
-def run_experiment(exp: Experiment, *, runner: Runner = run_deepfeat, echo: Callable[[str], None] = print,
-                   dry_run: bool = False) -> Path:
-    """Run every unfinished stage of ``exp`` (see the module docstring); returns the results
-    folder of the dataset. ``dry_run`` prints the commands and what would be skipped."""
-    from .classify import system_name
-    from .datasets import load_manifest
-    from .fusion import GROUPS, fused_system_name, fusion_config, fusion_params, select_group
-    from .scores import read_scores
-    from .store import read_store
+def _step(echo: Echo, dry_run: bool, command: list[str], action: Callable[[], None]) -> None:
+    """Print ``deepfeat COMMAND`` (what the step amounts to), then run ``action`` unless ``dry_run``."""
+    echo("+ deepfeat " + " ".join(command))
+    if not dry_run:
+        action()
 
-    manifest = load_manifest(exp.data)
-    exp.dataset, exp.manifest_sha256 = manifest.name, manifest.fingerprint()
-    results_dir = _run_dir(exp, "any").parent
-    device = ["--device", exp.device] if exp.device else []
-    fold = ["--fold", str(exp.fold)]
 
-    echo(f"== extract: {len(exp.features)} feature sets of {exp.dataset} ({len(manifest)} clips)")
+def _extract_all(exp: Experiment, stages: Stages, echo: Echo, dry_run: bool) -> list[Path]:
     stores = []
+    device = ["--device", exp.device] if exp.device else []
     for spec in exp.features:
         store = spec.store(exp.features_dir, exp.dataset)
-        _step(runner, ["extract", str(exp.data), *spec.extract_args(), "-o", str(store), "-q", *device], echo, dry_run)
+        _step(echo, dry_run, ["extract", str(exp.data), *spec.extract_args(), "-o", str(store), "-q", *device],
+              lambda spec=spec, store=store: stages.extract(spec, store))
         stores.append(store)
+    return stores
 
-    echo("== svm: one linear SVM per feature set")
-    planned: list[Path] = []  # run folders of the single systems
+
+def _svm_all(exp: Experiment, stages: Stages, stores: list[Path], echo: Echo, dry_run: bool) -> list[Path]:
+    from .classify import system_name
+    from .store import read_store
+
+    planned = []
     for store in stores:
         if dry_run and not store.is_file():
             echo(f"  (after extract) deepfeat svm {store}")
@@ -209,23 +233,32 @@ def run_experiment(exp: Experiment, *, runner: Runner = run_deepfeat, echo: Call
         if reason:
             echo(f"  skip {run_dir}: {reason}")
             continue
-        _step(runner, ["svm", str(store), *fold, "-o", str(run_dir), "-q"], echo, dry_run)
+        _step(echo, dry_run, ["svm", str(store), "--fold", str(exp.fold), "-o", str(run_dir), "-q"],
+              lambda store=store, run_dir=run_dir: stages.svm(store, run_dir))
+    return planned
 
-    if exp.crnn_epochs:
-        echo("== crnn: trained on log-mel spectrograms")
-        system, expected = crnn_expected(exp)
-        run_dir = _run_dir(exp, system)
-        planned.append(run_dir)
-        reason = crnn_done(run_dir, exp, expected)
-        if reason:
-            echo(f"  skip {run_dir}: {reason}")
-        else:
-            _step(runner, ["crnn", str(exp.data), *fold, "-o", str(run_dir), "--epochs", str(exp.crnn_epochs),
-                           "--augment", exp.crnn_augment, "-q", *device], echo, dry_run)
 
-    echo("== fuse: the paper's groups, over this experiment's systems only")
-    scores_files = [d / "scores.h5" for d in planned if (d / "scores.h5").is_file()]
-    seen: dict[tuple, str] = {}
+def _crnn(exp: Experiment, stages: Stages, echo: Echo, dry_run: bool) -> Path:
+    system, expected = crnn_expected(exp)
+    run_dir = _run_dir(exp, system)
+    reason = crnn_done(run_dir, exp, expected)
+    if reason:
+        echo(f"  skip {run_dir}: {reason}")
+        return run_dir
+    device = ["--device", exp.device] if exp.device else []
+    _step(echo, dry_run, ["crnn", str(exp.data), "--fold", str(exp.fold), "-o", str(run_dir), "--epochs",
+                          str(exp.crnn_epochs), "--augment", exp.crnn_augment, "-q", *device],
+          lambda: stages.crnn(run_dir))
+    return run_dir
+
+
+def _fuse_groups(exp: Experiment, stages: Stages, singles: list[Path], results_dir: Path, echo: Echo,
+                 dry_run: bool) -> list[Path]:
+    from .fusion import GROUPS, fused_system_name, fusion_config, fusion_params, select_group
+    from .scores import read_scores
+
+    scores_files = [d / "scores.h5" for d in singles if (d / "scores.h5").is_file()]
+    planned, seen = [], {}
     for group in exp.groups or list(GROUPS):
         if not scores_files:
             echo(f"  (after svm and crnn) deepfeat fuse --group {group} ...")
@@ -242,23 +275,46 @@ def run_experiment(exp: Experiment, *, runner: Runner = run_deepfeat, echo: Call
             continue
         seen[members] = group
         for method in exp.methods:
-            system = fused_system_name(method, systems, group)
-            run_dir = results_dir / system
+            run_dir = results_dir / fused_system_name(method, systems, group)
             planned.append(run_dir)
             reason = fuse_done(run_dir, fusion_config(paths, systems, method, fusion_params(method), group))
             if reason:
                 echo(f"  skip {run_dir}: {reason}")
                 continue
-            _step(runner, ["fuse", "--group", group, *map(str, paths), "-m", method, *fold, "-o", str(run_dir), "-q"],
-                  echo, dry_run)
+            _step(echo, dry_run, ["fuse", "--group", group, *map(str, paths), "-m", method, "--fold", str(exp.fold),
+                                  "-o", str(run_dir), "-q"],
+                  lambda paths=paths, method=method, group=group, run_dir=run_dir:
+                  stages.fuse(paths, method, group, run_dir))
+    return planned
+
+
+def run_experiment(exp: Experiment, *, stages: Stages | None = None, echo: Echo = print,
+                   dry_run: bool = False) -> Path:
+    """Run every unfinished stage of ``exp`` (see the module docstring); returns the results
+    folder of the dataset. ``dry_run`` prints the commands and what would be skipped.
+    ``stages`` (default :class:`Stages`) runs each stage."""
+    from .datasets import load_manifest
+
+    manifest = load_manifest(exp.data)
+    exp.dataset, exp.manifest_sha256 = manifest.name, manifest.fingerprint()
+    stages = stages or Stages(exp)
+    results_dir = _run_dir(exp, "any").parent
+
+    echo(f"== extract: {len(exp.features)} feature sets of {exp.dataset} ({len(manifest)} clips)")
+    stores = _extract_all(exp, stages, echo, dry_run)
+    echo("== svm: one linear SVM per feature set")
+    planned = _svm_all(exp, stages, stores, echo, dry_run)
+    if exp.crnn_epochs:
+        echo("== crnn: trained on log-mel spectrograms")
+        planned.append(_crnn(exp, stages, echo, dry_run))
+    echo("== fuse: the paper's groups, over this experiment's systems only")
+    planned += _fuse_groups(exp, stages, planned, results_dir, echo, dry_run)
 
     others = sorted(p.parent for p in results_dir.glob("*/metrics.json") if p.parent not in planned) \
         if results_dir.is_dir() else []
     for other in others:
         echo(f"  note: {other} is not part of this experiment; the report lists it too (delete it to leave it out)")
-
     echo("== report")
     if results_dir.is_dir():
-        _step(runner, ["report", str(results_dir), *fold], echo, dry_run)
+        _step(echo, dry_run, ["report", str(results_dir), "--fold", str(exp.fold)], lambda: stages.report(results_dir))
     return results_dir
-

@@ -64,6 +64,34 @@ def _collate(items):
     return items
 
 
+def make_extractor(network: str, *, weights: str | None = None, plot=None, layer: str | None = None,
+                   device: str | None = None, precision: str = "auto", seed: int = 0) -> Extractor:
+    """The extractor ``network`` as ``deepfeat extract`` builds it.
+
+    Parameters
+    ----------
+    network : str
+        A registered extractor (``deepfeat extract --list``).
+    weights : str, optional
+        ``imagenet``, ``none``, a checkpoint path, or the network's own default (None).
+    plot : PlotConfig, optional
+        The front end of image networks (default ``PlotConfig()``); audio models take only its
+        ``duration`` and ``segment``.
+    layer, device, precision, seed
+        As the ``extract`` options of the same names.
+    """
+    from .config import PlotConfig
+    from .extractors import create_extractor, get_extractor_class
+
+    plot = plot or PlotConfig()
+    params = dict(weights=weights, layer=layer, device=device, precision=precision, seed=seed)
+    if get_extractor_class(network).kind == "image":
+        params.update(plot=plot)
+    else:
+        params.update(duration=plot.duration, segment=plot.segment)
+    return create_extractor(network, **params)
+
+
 def store_config(manifest: Manifest, extractor: Extractor) -> dict:
     """The configuration a store is identified by (compared on resume)."""
     return {"extractor": extractor.config(), "weights_sha256": extractor.weights_sha256,
@@ -171,4 +199,4 @@ def extract_features(manifest: Manifest, extractor: Extractor, out: str | Path, 
     return path
 
 
-__all__ = ["extract_features", "store_config", "ClipFrontend"]
+__all__ = ["extract_features", "make_extractor", "store_config", "ClipFrontend"]

@@ -1,5 +1,6 @@
-"""The scores file: per-clip class decision scores of one system, written by ``svm`` and ``crnn``
-(and ``fuse``), read by ``fuse`` and ``report``. Defined once here.
+"""The scores file: per-clip class scores of one system, written by every classifier stage
+(``svm``, ``crnn``, ``finetune``, ``fuse``) through :mod:`deepfeat.protocol`, read by ``fuse`` and
+``report``. Defined once here.
 
 Layout (``format = "deepfeat.scores"``): ``ids`` str [N], ``folds`` int64 [N], ``labels``
 int64 [N] (index into ``label_names``), ``label_names`` str [C], ``scores`` float32 [N, C].
@@ -18,14 +19,16 @@ import h5py
 import numpy as np
 
 from .config import canonical_json
-from .errors import StoreError
+from .io import atomic_path, attrs_dict, open_h5, read_strings, stamp_format, write_strings
 
 FORMAT = "deepfeat.scores"
-_STR = h5py.string_dtype("utf-8")
+_HINT = "`deepfeat svm`, `crnn`, `finetune` and `fuse` write scores.h5 in their run folders"
 
 
 @dataclass
 class Scores:
+    """Class scores of one system on one dataset and test fold (see the module docstring)."""
+
     system: str
     ids: np.ndarray  #: str [N]
     folds: np.ndarray  #: int64 [N]
@@ -52,33 +55,24 @@ class Scores:
         return self.folds == self.test_fold
 
     def write(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        with h5py.File(tmp, "w") as f:
-            f.attrs.update({"format": FORMAT, "format_version": 1, "system": self.system, "test_fold": self.test_fold,
-                            "score_kind": self.score_kind, "config": canonical_json(self.config)})
-            f.create_dataset("ids", data=self.ids, dtype=_STR)
+        """Write the scores file ``path`` atomically; returns ``path``."""
+        with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+            stamp_format(f, FORMAT)
+            f.attrs.update({"system": self.system, "test_fold": self.test_fold, "score_kind": self.score_kind,
+                            "config": canonical_json(self.config)})
+            write_strings(f, "ids", self.ids)
             f.create_dataset("folds", data=self.folds)
             f.create_dataset("labels", data=self.labels)
-            f.create_dataset("label_names", data=np.array(self.label_names, dtype=object), dtype=_STR)
+            write_strings(f, "label_names", self.label_names)
             f.create_dataset("scores", data=self.scores)
-        tmp.replace(path)
-        return path
+        return Path(path)
 
 
 def read_scores(path: str | Path) -> Scores:
-    path = Path(path)
-    if not path.is_file():
-        raise StoreError(f"{path}: no such scores file; `deepfeat svm` or `deepfeat crnn` write scores.h5")
-    try:
-        with h5py.File(path, "r") as f:
-            if f.attrs.get("format") != FORMAT:
-                raise StoreError(f"{path}: not a deepfeat scores file (format attribute missing)")
-            dec = lambda ds: [s.decode() if isinstance(s, bytes) else s for s in ds[()]]  # noqa: E731
-            return Scores(system=str(f.attrs["system"]), ids=dec(f["ids"]), folds=f["folds"][()],
-                          labels=f["labels"][()], label_names=dec(f["label_names"]), scores=f["scores"][()],
-                          test_fold=int(f.attrs["test_fold"]), score_kind=str(f.attrs["score_kind"]),
-                          config=json.loads(f.attrs.get("config", "{}")))
-    except OSError as e:
-        raise StoreError(f"{path}: not a readable HDF5 file ({e})") from None
+    """Read a scores file; :class:`~deepfeat.errors.StoreError` naming the file otherwise."""
+    with open_h5(path, FORMAT, _HINT, missing=f"no such scores file; {_HINT}") as f:
+        attrs = attrs_dict(f)
+        return Scores(system=str(attrs["system"]), ids=read_strings(f["ids"]), folds=f["folds"][()],
+                      labels=f["labels"][()], label_names=read_strings(f["label_names"]), scores=f["scores"][()],
+                      test_fold=int(attrs["test_fold"]), score_kind=str(attrs["score_kind"]),
+                      config=json.loads(attrs.get("config", "{}")))

@@ -25,7 +25,6 @@ written and renamed to ``OUT.h5``.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,10 +34,11 @@ import numpy as np
 
 from .config import canonical_json
 from .errors import StoreError
+from .io import STR, atomic_path, attrs_dict, open_h5, read_strings, stamp_format, write_bytes, write_strings
 
 FORMAT = "deepfeat.features"
 FORMAT_VERSION = 1
-_STR = h5py.string_dtype("utf-8")
+_HINT = "make one with `deepfeat extract`"
 
 
 @dataclass
@@ -65,36 +65,32 @@ class FeatureSet:
         return self.path.name.removesuffix(".h5")
 
 
-def _strings(ds) -> list[str]:
-    return [s.decode() if isinstance(s, bytes) else str(s) for s in ds[()]]
+def open_store(path: str | Path) -> h5py.File:
+    """Open a complete feature store for reading (an ``h5py.File``; close it, or use ``with``).
 
-
-def _check_format(f: h5py.File, path: Path) -> None:
-    if f.attrs.get("format") != FORMAT:
-        raise StoreError(f"{path}: not a deepfeat feature store (no format={FORMAT!r} attribute); "
-                         "make one with `deepfeat extract`")
+    Raises :class:`StoreError` naming the file when it is missing (saying so when an unfinished
+    ``.partial`` journal exists), not HDF5, not a feature store, or incomplete."""
+    path = Path(path)
+    partial = Path(str(path) + ".partial")
+    unfinished = f" (an unfinished {partial.name} exists: rerun the same extract command to finish it)" \
+        if partial.exists() else ""
+    f = open_h5(path, FORMAT, _HINT, missing=f"no such feature store{unfinished}; {_HINT}")
+    if not f.attrs.get("complete", False):
+        f.close()
+        raise StoreError(f"{path}: store is incomplete; rerun the extract command that made it")
+    return f
 
 
 def read_store(path: str | Path) -> FeatureSet:
     """Read a complete feature store; raises :class:`StoreError` with the file name otherwise."""
     path = Path(path)
-    if not path.is_file():
-        partial = Path(str(path) + ".partial")
-        hint = f" (an unfinished {partial.name} exists: rerun the same extract command to finish it)" if partial.exists() else ""
-        raise StoreError(f"{path}: no such feature store{hint}")
-    try:
-        f = h5py.File(path, "r")
-    except OSError as e:
-        raise StoreError(f"{path}: not a readable HDF5 file ({e}); re-run `deepfeat extract`") from None
-    with f:
-        _check_format(f, path)
-        if not f.attrs.get("complete", False):
-            raise StoreError(f"{path}: store is incomplete; rerun the extract command that made it")
-        attrs = {k: (v.item() if hasattr(v, "item") else v) for k, v in f.attrs.items()}
-        skipped = list(zip(_strings(f["skipped/ids"]), _strings(f["skipped/reasons"]))) if "skipped" in f else []
+    with open_store(path) as f:
+        attrs = attrs_dict(f)
+        skipped = list(zip(read_strings(f["skipped/ids"]), read_strings(f["skipped/reasons"]))) \
+            if "skipped" in f else []
         return FeatureSet(
-            path=path, features=f["features"][()], ids=np.array(_strings(f["ids"]), dtype=object),
-            labels=f["labels"][()], folds=f["folds"][()], label_names=_strings(f["label_names"]),
+            path=path, features=f["features"][()], ids=np.array(read_strings(f["ids"]), dtype=object),
+            labels=f["labels"][()], folds=f["folds"][()], label_names=read_strings(f["label_names"]),
             window_starts=f["window_starts"][()] if "window_starts" in f else None,
             config=json.loads(attrs.get("config", "{}")), attrs=attrs, skipped=skipped,
         )
@@ -166,7 +162,7 @@ class StoreWriter:
             self.partial.mkdir(parents=True, exist_ok=True)
             header = {"config": self.config_json, "label_names": list(label_names), "n_clips": n_clips,
                       "attrs": attrs or {}}
-            _atomic_write_bytes(self.partial / _HEADER, json.dumps(header).encode())
+            write_bytes(self.partial / _HEADER, json.dumps(header).encode())
         self.header = json.loads((self.partial / _HEADER).read_text())
         self.batches = sorted(self.partial.glob("batch-*.npz"))
         for stale in self.partial.glob("*.tmp"):
@@ -187,17 +183,13 @@ class StoreWriter:
         if features.size and not np.all(np.isfinite(features)):
             raise StoreError(f"{self.partial}: non-finite features produced; this is a bug, please report it")
         target = self.partial / f"batch-{len(self.batches):07d}.npz"
-        tmp = target.with_suffix(".tmp")
-        with open(tmp, "wb") as f:
+        with atomic_path(target, fsync=True) as tmp, open(tmp, "wb") as f:
             np.savez(f, features=features, ids=np.array(ids, dtype=str), labels=np.asarray(labels, dtype=np.int64),
                      folds=np.asarray(folds, dtype=np.int64),
                      window_starts=np.asarray(window_starts if window_starts is not None else [], dtype=np.float64),
                      windowed=window_starts is not None, clips_done=clips_done, seconds=seconds,
                      skipped_ids=np.array([s[0] for s in skipped], dtype=str),
                      skipped_reasons=np.array([s[1] for s in skipped], dtype=str))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
         self.batches.append(target)
 
     def seconds(self) -> float:
@@ -210,14 +202,16 @@ class StoreWriter:
 
     def finish(self, attrs: dict | None = None) -> Path:
         """Write the HDF5 store from the committed batches and atomically publish it."""
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        rows = 0
-        with h5py.File(tmp, "w") as f:
-            f.attrs.update({"format": FORMAT, "format_version": FORMAT_VERSION, "config": self.config_json,
-                            "n_clips": self.header["n_clips"], **self.header["attrs"], **(attrs or {})})
-            f.create_dataset("label_names", data=np.array(self.header["label_names"], dtype=object), dtype=_STR)
+        if not any(_batch_rows(b) for b in self.batches):
+            raise StoreError(f"{self.path}: no clip could be processed (see the skipped list in {self.partial} and "
+                             "the log); check the audio files")
+        with atomic_path(self.path) as tmp, h5py.File(tmp, "w") as f:
+            stamp_format(f, FORMAT, FORMAT_VERSION)
+            f.attrs.update({"config": self.config_json, "n_clips": self.header["n_clips"], **self.header["attrs"],
+                            **(attrs or {})})
+            write_strings(f, "label_names", self.header["label_names"])
             for name in ("ids", "reasons"):
-                f.create_dataset(f"skipped/{name}", shape=(0,), maxshape=(None,), dtype=_STR)
+                f.create_dataset(f"skipped/{name}", shape=(0,), maxshape=(None,), dtype=STR)
             for b in self.batches:
                 with np.load(b) as z:
                     if len(z["features"]):
@@ -225,15 +219,9 @@ class StoreWriter:
                             _create_rows(f, z["features"].shape[1], bool(z["windowed"]))
                         for name in ("features", "ids", "labels", "folds") + (("window_starts",) if z["windowed"] else ()):
                             _append(f[name], z[name] if name != "ids" else z[name].astype(object))
-                        rows += len(z["features"])
                     _append(f["skipped/ids"], z["skipped_ids"].astype(object))
                     _append(f["skipped/reasons"], z["skipped_reasons"].astype(object))
             f.attrs["complete"] = True
-        if rows == 0:
-            tmp.unlink()
-            raise StoreError(f"{self.path}: no clip could be processed (see the skipped list in {self.partial} and "
-                             "the log); check the audio files")
-        os.replace(tmp, self.path)
         shutil.rmtree(self.partial, ignore_errors=True)
         return self.path
 
@@ -244,17 +232,16 @@ class StoreWriter:
 _HEADER = "header.json"
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+def _batch_rows(batch: Path) -> int:
+    with np.load(batch) as z:
+        return len(z["features"])
 
 
 def _create_rows(f: h5py.File, dim: int, windowed: bool) -> None:
     chunk = max(1, min(256, (1 << 20) // (4 * dim)))
     f.create_dataset("features", shape=(0, dim), maxshape=(None, dim), dtype=np.float32,
                      chunks=(chunk, dim), compression="gzip", compression_opts=4, shuffle=True)
-    f.create_dataset("ids", shape=(0,), maxshape=(None,), dtype=_STR, chunks=(1024,))
+    f.create_dataset("ids", shape=(0,), maxshape=(None,), dtype=STR, chunks=(1024,))
     for name, dtype in (("labels", np.int64), ("folds", np.int64)) + ((("window_starts", np.float64),) if windowed else ()):
         f.create_dataset(name, shape=(0,), maxshape=(None,), dtype=dtype, chunks=(1024,))
 

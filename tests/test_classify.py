@@ -1,172 +1,19 @@
-from pathlib import Path
+"""deepfeat.classify (``deepfeat svm``): system names, store checks and the fold protocol of a
+TunedSVM on feature stores, including the no-leakage properties."""
+from __future__ import annotations
 
-import h5py
 import numpy as np
 import pytest
-from sklearn.base import clone
+import sklearn.preprocessing
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
-from deepfeat.classify import (
-    C_PARAM, DEFAULT_C_GRID, LinearKernel, decision_scores, evaluate_fold, evaluation_units, make_svm,
-    parse_c_grid, pool_scores, system_name,
-)
+from deepfeat.classify import evaluate_store, system_name
 from deepfeat.errors import ConfigError, DeepfeatError, StoreError
-from deepfeat.store import FeatureSet, StoreWriter
+from deepfeat.svm import DEFAULT_C_GRID, TunedSVM
 
-# ------------------------------------------------------------------------------------------------
-# Small synthetic stores (also used by test_cli_svm)
-
-
-def blobs(n_classes=3, n_folds=5, per_cell=4, dim=8, sep=6.0, noise=1.0, windows=1, seed=0) -> dict:
-    """Gaussian class clusters: ``per_cell`` clips per class and fold, ``windows`` rows per clip.
-    With the default ``sep`` the classes are linearly separable."""
-    rng = np.random.default_rng(seed)
-    means = rng.standard_normal((n_classes, dim)) * sep
-    rows = {"features": [], "ids": [], "labels": [], "folds": [], "window_starts": []}
-    for fold in range(1, n_folds + 1):
-        for c in range(n_classes):
-            for i in range(per_cell):
-                for w in range(windows):
-                    rows["features"].append(means[c] + noise * rng.standard_normal(dim))
-                    rows["ids"].append(f"f{fold}-c{c}-{i}")
-                    rows["labels"].append(c)
-                    rows["folds"].append(fold)
-                    rows["window_starts"].append(0.5 * w)
-    data = {k: np.asarray(v) for k, v in rows.items()}
-    data["features"] = data["features"].astype(np.float32)
-    data["ids"] = data["ids"].astype(object)
-    data["label_names"] = [f"class{c}" for c in range(n_classes)]
-    if windows == 1:
-        data["window_starts"] = None
-    return data
-
-
-def feature_set(data: dict, path="mem.h5", attrs=None, config=None) -> FeatureSet:
-    """An in-memory :class:`FeatureSet` of ``blobs`` data."""
-    return FeatureSet(path=Path(path), features=data["features"], ids=data["ids"], labels=data["labels"],
-                      folds=data["folds"], label_names=data["label_names"], window_starts=data["window_starts"],
-                      config=config or {}, attrs={"network": "toynet", "weights": "none", "dataset": "toy",
-                                                  **(attrs or {})}, skipped=[])
-
-
-def write_store(path, data: dict, attrs=None) -> Path:
-    """Write ``blobs`` data as a complete feature store with :class:`StoreWriter`."""
-    n_clips = len(set(data["ids"]))
-    writer = StoreWriter(path, {"toy": True}, data["label_names"], n_clips,
-                         attrs={"network": "toynet", "weights": "none", "dataset": "toy", **(attrs or {})})
-    if len(data["features"]):
-        writer.commit(data["features"], list(data["ids"]), data["labels"], data["folds"],
-                      window_starts=data["window_starts"], clips_done=n_clips)
-    else:  # StoreWriter refuses to publish an empty store: make one by emptying a one-row store
-        writer.commit(np.zeros((1, 4), np.float32), ["x"], [0], [1], clips_done=1)
-    path = writer.finish()
-    if not len(data["features"]):
-        with h5py.File(path, "r+") as f:
-            for name in ("features", "ids", "labels", "folds"):
-                f[name].resize(0, axis=0)
-    return path
-
-
-# ------------------------------------------------------------------------------------------------
-# The estimator
-
-
-@pytest.mark.parametrize("kind", ["svc", "linearsvc"])
-def test_make_svm_is_a_cloneable_pipeline_with_tunable_c(kind):
-    est = make_svm(C=0.5, kind=kind, class_weight="balanced")
-    assert isinstance(est, Pipeline) and est.steps[0][0] == "scale" and est.steps[-1][0] == "svm"
-    copy = clone(est).set_params(**{C_PARAM: 3.0})
-    assert copy.get_params()[C_PARAM] == 3.0 and est.get_params()[C_PARAM] == 0.5
-    assert copy.get_params()["svm__class_weight"] == "balanced"
-
-
-@pytest.mark.parametrize("kind,class_weight", [("rbf", None), ("svc", "uniform")])
-def test_make_svm_rejects_unknown_options(kind, class_weight):
-    with pytest.raises(ConfigError):
-        make_svm(kind=kind, class_weight=class_weight)
-
-
-@pytest.mark.parametrize("C", [1e-4, 1e-2, 1.0])
-@pytest.mark.parametrize("n_classes", [2, 4])
-def test_precomputed_kernel_svc_equals_linear_kernel_svc(C, n_classes):
-    data = blobs(n_classes=n_classes, sep=0.7, dim=12, seed=1)  # overlapping classes: many support vectors
-    X, y = data["features"], data["labels"]
-    train, test = data["folds"] != 5, data["folds"] == 5
-    ours = make_svm(C=C, kind="svc").fit(X[train], y[train])
-    reference = Pipeline([("scale", StandardScaler()), ("svm", SVC(kernel="linear", C=C))]).fit(X[train], y[train])
-    np.testing.assert_allclose(ours.decision_function(X[test]), reference.decision_function(X[test]),
-                               rtol=1e-4, atol=1e-4)
-
-
-def test_linear_kernel_is_the_gram_matrix_against_training_rows():
-    rng = np.random.default_rng(0)
-    A, B = rng.standard_normal((6, 3)), rng.standard_normal((4, 3))
-    k = LinearKernel().fit(A)
-    np.testing.assert_allclose(k.transform(B), B @ A.T)
-    assert k.transform(B).dtype == np.float64 and clone(k).get_params() == {}
-
-
-@pytest.mark.parametrize("text,expected", [("1e-5,1e-3", (1e-5, 1e-3)), ("10, 0.1,0.1", (0.1, 10.0)), ("2", (2.0,))])
-def test_parse_c_grid(text, expected):
-    assert parse_c_grid(text) == expected
-
-
-@pytest.mark.parametrize("text", ["", "a,b", "0,1", "-1", "1,inf"])
-def test_parse_c_grid_rejects_bad_values(text):
-    with pytest.raises(ConfigError):
-        parse_c_grid(text)
-
-
-def test_default_grid_spans_1e_5_to_1e1():
-    assert min(DEFAULT_C_GRID) == pytest.approx(1e-5) and max(DEFAULT_C_GRID) == pytest.approx(10.0)
-    assert len(DEFAULT_C_GRID) >= 7
-
-
-# ------------------------------------------------------------------------------------------------
-# Scores, units and pooling
-
-
-@pytest.mark.parametrize("n_classes,seen", [(2, [0, 1]), (3, [0, 1, 2]), (4, [0, 2]), (5, [1, 3, 4])])
-def test_decision_scores_have_one_column_per_class(n_classes, seen):
-    data = blobs(n_classes=n_classes, seed=2)
-    keep = np.isin(data["labels"], seen)
-    X, y = data["features"][keep], data["labels"][keep]
-    model = make_svm(kind="linearsvc").fit(X, y)
-    scores = decision_scores(model, X, n_classes)
-    assert scores.shape == (len(X), n_classes)
-    np.testing.assert_array_equal(scores.argmax(axis=1), model.predict(X))
-    unseen = [c for c in range(n_classes) if c not in seen]
-    if unseen:  # never the argmax
-        assert (scores[:, unseen] < scores[:, seen].min(axis=1, keepdims=True)).all()
-
-
-def test_pool_scores_is_the_mean_per_unit():
-    scores = np.array([[1.0, 0.0], [3.0, 2.0], [5.0, 5.0], [0.0, 1.0]])
-    pooled = pool_scores(scores, np.array([0, 0, 2, 2]), 3)
-    np.testing.assert_allclose(pooled[[0, 2]], [[2.0, 1.0], [2.5, 3.0]])
-    assert np.isnan(pooled[1]).all()
-
-
-@pytest.mark.parametrize("per_window", [False, True])
-def test_units_of_a_windowed_store(per_window):
-    data = blobs(n_folds=2, per_cell=2, windows=3)
-    units = evaluation_units(feature_set(data), per_window=per_window)
-    if per_window:
-        assert len(units) == len(data["ids"]) and units.kind == "window"
-        assert units.ids[1] == f"{data['ids'][1]}@0.500s" and len(set(units.ids)) == len(units.ids)
-    else:  # clips in order of first appearance, every row mapped to its clip
-        assert list(units.ids) == list(dict.fromkeys(data["ids"])) and units.kind == "clip"
-        np.testing.assert_array_equal(units.ids[units.row_unit], data["ids"])
-        np.testing.assert_array_equal(units.labels[units.row_unit], data["labels"])
-
-
-def test_units_of_a_clip_store_are_its_rows():
-    data = blobs(per_cell=2)
-    for per_window in (False, True):
-        units = evaluation_units(feature_set(data), per_window=per_window)
-        np.testing.assert_array_equal(units.row_unit, np.arange(len(data["ids"])))
+from .helpers import blobs, feature_set
 
 
 @pytest.mark.parametrize("attrs,config,per_window,windows,expected", [
@@ -185,14 +32,14 @@ def test_system_name(attrs, config, per_window, windows, expected):
 
 
 # ------------------------------------------------------------------------------------------------
-# The protocol
+# The protocol on feature stores
 
 
 @pytest.mark.parametrize("kind", ["svc", "linearsvc"])
 @pytest.mark.parametrize("n_classes,windows", [(2, 1), (4, 1), (3, 3)])
 def test_separable_store_is_classified_perfectly(kind, n_classes, windows):
     data = blobs(n_classes=n_classes, windows=windows, seed=n_classes)
-    result = evaluate_fold(feature_set(data), 5, estimator=make_svm(kind=kind))
+    result = evaluate_store(feature_set(data), 5, estimator=TunedSVM(kind=kind, n_jobs=1))
     m = result.metrics
     assert m["test_accuracy"] == 1.0 and m["test_macro_f1"] == 1.0 and m["test_uar"] == 1.0
     assert m["devel_accuracy"] == 1.0 and m["best_C"] in DEFAULT_C_GRID
@@ -205,14 +52,14 @@ def test_separable_store_is_classified_perfectly(kind, n_classes, windows):
 
 def test_noisy_store_scores_between_chance_and_perfect():
     data = blobs(n_classes=4, sep=0.45, dim=16, per_cell=6, seed=3)
-    m = evaluate_fold(feature_set(data), 5).metrics
+    m = evaluate_store(feature_set(data), 5).metrics
     assert 0.4 < m["devel_accuracy"] < 1.0 and 0.4 < m["test_accuracy"] <= 1.0  # chance is 0.25
 
 
 @pytest.mark.parametrize("test_fold", [1, 3, 5])
 def test_metrics_are_consistent_with_the_scores(test_fold):
     data = blobs(n_classes=3, sep=0.6, dim=10, seed=4)
-    result = evaluate_fold(feature_set(data), test_fold)
+    result = evaluate_store(feature_set(data), test_fold)
     m, s = result.metrics, result.scores
     best_row = next(r for r in m["cv"] if r["C"] == m["best_C"])
     top = max(r["accuracy"] for r in m["cv"])
@@ -232,7 +79,7 @@ def test_scores_are_out_of_fold_and_test_scores_come_from_the_refit():
     test scores equal a model fitted on exactly the development folds."""
     data = blobs(n_classes=3, sep=0.6, dim=10, seed=5)
     fs = feature_set(data)
-    result = evaluate_fold(fs, 4)
+    result = evaluate_store(fs, 4)
     C, s = result.metrics["best_C"], result.scores
     X, y, folds = data["features"], data["labels"], data["folds"]
     for k in (1, 2, 3, 5, 4):
@@ -249,7 +96,7 @@ def test_test_fold_does_not_influence_tuning():
     test = data["folds"] == 2
     changed["features"][test] = 50 + 10 * rng.standard_normal(changed["features"][test].shape)
     changed["labels"][test] = rng.permutation(changed["labels"][test])
-    a, b = evaluate_fold(feature_set(data), 2), evaluate_fold(feature_set(changed), 2)
+    a, b = evaluate_store(feature_set(data), 2), evaluate_store(feature_set(changed), 2)
     assert a.metrics["best_C"] == b.metrics["best_C"] and a.metrics["cv"] == b.metrics["cv"]
     dev = ~test
     np.testing.assert_array_equal(a.scores.scores[dev], b.scores.scores[dev])
@@ -272,15 +119,16 @@ class RecordingScaler(StandardScaler):
 
 @pytest.mark.parametrize("kind", ["svc", "linearsvc"])
 @pytest.mark.parametrize("windows", [1, 2])
-def test_scaler_never_sees_the_rows_it_scores(kind, windows):
+def test_scaler_never_sees_the_rows_it_scores(kind, windows, monkeypatch):
     data = blobs(n_classes=3, sep=1.0, windows=windows, seed=7)
     data["features"][:, 0] = np.arange(len(data["features"]))  # row tag
     folds = data["folds"]
     fold_of = dict(enumerate(folds.tolist()))
     test_fold = 3
     RecordingScaler.log = []
-    estimator = make_svm(kind=kind).set_params(scale=RecordingScaler())
-    evaluate_fold(feature_set(data), test_fold, estimator=estimator, c_grid=(1e-3, 1e-1, 10.0), n_jobs=1)
+    monkeypatch.setattr(sklearn.preprocessing, "StandardScaler", RecordingScaler)
+    estimator = TunedSVM(Cs=(1e-3, 1e-1, 10.0), kind=kind, n_jobs=1)
+    evaluate_store(feature_set(data), test_fold, estimator=estimator)
     fits, scored, current = [], [], {}
     for event, inst, tags in RecordingScaler.log:  # in order: an id may be reused after an instance is freed
         if event == "fit":
@@ -294,27 +142,19 @@ def test_scaler_never_sees_the_rows_it_scores(kind, windows):
     splits = {dev_rows - set(np.flatnonzero(folds == k).tolist()) for k in (1, 2, 4, 5)}
     assert set(fits) == splits | {dev_rows}
     # every scoring pass: rows of folds the scaler was not fitted on; the test fold only by the refit
-    assert len(scored) >= 5
+    assert len(scored) >= 9  # 4 tuning splits, 4 out-of-fold refits, the test fold
     for fitted, tags in scored:
         assert not {fold_of[r] for r in tags} & {fold_of[r] for r in fitted}
         if tags & test_rows:
             assert tags == test_rows and fitted == dev_rows
 
 
-def test_parallel_fits_give_the_same_result():
-    data = blobs(n_classes=3, sep=0.6, dim=10, seed=8)
-    a = evaluate_fold(feature_set(data), 5, n_jobs=1)
-    b = evaluate_fold(feature_set(data), 5, n_jobs=2)
-    assert a.metrics["cv"] == b.metrics["cv"]
-    np.testing.assert_array_equal(a.scores.scores, b.scores.scores)
-
-
 def test_windowed_clip_scores_are_the_mean_of_window_scores():
     data = blobs(n_classes=3, sep=0.5, dim=10, windows=3, seed=9)
     fs = feature_set(data)
-    pooled = evaluate_fold(fs, 5, c_grid=(0.01,))
-    windows = evaluate_fold(fs, 5, c_grid=(0.01,), per_window=True)
-    assert pooled.metrics["unit"] == "clip" and pooled.metrics["pooling"]
+    pooled = evaluate_store(fs, 5, estimator=TunedSVM(Cs=(0.01,)))
+    windows = evaluate_store(fs, 5, estimator=TunedSVM(Cs=(0.01,)), per_window=True)
+    assert pooled.metrics["unit"] == "clip"
     assert windows.metrics["unit"] == "window" and windows.metrics["n_test"] == 3 * pooled.metrics["n_test"]
     clip_of_window = np.array([i.split("@")[0] for i in windows.scores.ids])
     for clip, score in zip(pooled.scores.ids, pooled.scores.scores):
@@ -324,8 +164,8 @@ def test_windowed_clip_scores_are_the_mean_of_window_scores():
 def test_pooling_beats_single_windows_when_windows_are_noisy():
     data = blobs(n_classes=3, sep=0.35, dim=10, windows=9, seed=10)
     fs = feature_set(data)
-    pooled = evaluate_fold(fs, 5, c_grid=(0.01,)).metrics
-    windows = evaluate_fold(fs, 5, c_grid=(0.01,), per_window=True).metrics
+    pooled = evaluate_store(fs, 5, estimator=TunedSVM(Cs=(0.01,))).metrics
+    windows = evaluate_store(fs, 5, estimator=TunedSVM(Cs=(0.01,)), per_window=True).metrics
     assert pooled["test_accuracy"] > windows["test_accuracy"]
 
 
@@ -383,11 +223,11 @@ def test_bad_input_raises_one_clear_line(corrupt, test_fold, error, words):
     if corrupt:
         corrupt(data)
     with pytest.raises(error) as info:
-        evaluate_fold(feature_set(data, path="bad.h5"), test_fold)
+        evaluate_store(feature_set(data, path="bad.h5"), test_fold)
     message = str(info.value)
     assert isinstance(info.value, DeepfeatError) and "bad.h5" in message and words in message and "\n" not in message
 
 
 def test_two_folds_are_too_few_for_cross_validation():
     with pytest.raises(ConfigError, match="at least 2"):
-        evaluate_fold(feature_set(blobs(n_folds=2)), 2)
+        evaluate_store(feature_set(blobs(n_folds=2)), 2)

@@ -62,11 +62,11 @@ def test_stacking_options_reach_the_model(results_dir, tmp_path, capsys):
     paths = [results_dir / name / "scores.h5" for name in ("svm-vgg16-imagenet", "crnn")]
     assert deepfeat("fuse", *paths, "--c-grid", "0.5", "--svm", "linearsvc", "-o", tmp_path / "run", "--json") == 0
     metrics = json.loads(capsys.readouterr().out)
-    assert metrics["best_C"] == 0.5 and "LinearSVC" in metrics["estimator"]
+    assert metrics["best_C"] == 0.5 and "kind='linearsvc'" in metrics["estimator"]
 
 
 @pytest.mark.parametrize("args, message", [
-    (["-m", "all", "-o", "{tmp}/run"], "-o names one run directory"),
+    (["-m", "all", "-o", "{tmp}/run"], "-o names one run but 4 methods"),
     (["--fold", "3"], "not --fold 3"),
     (["--c-grid", "0,1"], "C grid needs positive"),
 ])

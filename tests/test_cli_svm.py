@@ -7,7 +7,7 @@ import pytest
 from deepfeat.cli.main import main
 from deepfeat.scores import read_scores
 
-from .test_classify import blobs, write_store
+from .helpers import blobs, write_store
 
 
 def run(argv, capsys):
@@ -55,7 +55,7 @@ def test_json_output(separable_store, tmp_path, capsys):
                           "0.001,0.1", "--svm", "linearsvc", "--class-weight", "balanced"], capsys)
     m = json.loads(out)
     assert status == 0 and m["test_fold"] == 2 and m["c_grid"] == [0.001, 0.1] and m["best_C"] in (0.001, 0.1)
-    assert m["svm"] == "linearsvc" and m["class_weight"] == "balanced" and "LinearSVC" in m["estimator"]
+    assert m["svm"] == "linearsvc" and m["class_weight"] == "balanced" and "LinearSVC" in m["pipeline"]
 
 
 def test_cross_validation_runs_every_fold(separable_store, tmp_path, capsys):

@@ -7,16 +7,15 @@ import pytest
 import torch
 from torch import nn
 
-from deepfeat import crnn as crnn_module
-from deepfeat.audio import fix_length, load_audio
 from deepfeat.augment import AugmentConfig, WaveformAugmentation
 from deepfeat.config import MelConfig
-from deepfeat.crnn import (ARCHITECTURES, CRNN, ORIGINAL, CRNNArchitecture, TrainingConfig, conv_block,
-                           ensure_mel_cache, load_crnn, predict_proba, read_mels, run_crnn, system_name, train_crnn)
+from deepfeat.crnn import (ARCHITECTURES, CRNN, CRNNArchitecture, TrainingConfig, conv_block, load_crnn, predict_proba,
+                           run_crnn, system_name, train_crnn)
+from deepfeat.crnn import train as train_module
 from deepfeat.datasets import load_manifest
-from deepfeat.errors import ConfigError, StoreError
+from deepfeat.errors import ConfigError
+from deepfeat.mel_cache import ORIGINAL, ensure_mel_cache, read_mels
 from deepfeat.scores import read_scores
-from deepfeat.spectrogram import log_mel
 
 RATE = 16000
 MEL = MelConfig(sample_rate=RATE, n_mels=32, window=0.05, hop=0.025, clip_db=-80.0)
@@ -142,62 +141,6 @@ def test_system_name(arch, augment, expected):
     assert system_name(TrainingConfig(architecture=arch, augment=augment)) == expected
 
 
-# ----------------------------------------------------------------------------- mel cache
-
-def test_mel_cache_holds_the_plot_stage_spectrograms(cached, manifest):
-    mels = read_mels(cached, [ORIGINAL])
-    assert mels.shape == (1, len(manifest), 32, 41) and mels.dtype == np.float32
-    for i in (0, 7, len(manifest) - 1):
-        samples, rate = load_audio(manifest.clips[i].path, RATE)
-        assert np.array_equal(mels[0, i], log_mel(fix_length(samples, rate, 1.0), MEL))
-    with h5py.File(cached, "r") as f:
-        assert [s.decode() for s in f["ids"][()]] == manifest.ids()
-
-
-def test_waveform_copies_are_cached_beside_the_originals(cached):
-    plain, noisy = read_mels(cached, [ORIGINAL, NOISE.name])
-    assert plain.shape == noisy.shape and not np.array_equal(plain, noisy)
-    assert noisy.min() >= MEL.clip_db and noisy.max() <= 0.0
-
-
-@pytest.mark.parametrize("duration,frames", [(0.5, 21), (1.5, 61)])
-def test_mel_cache_pads_or_crops_to_the_duration(manifest, tmp_path, duration, frames):
-    path = ensure_mel_cache(tmp_path / "m.h5", manifest, MEL, duration, workers=1, progress=False)
-    assert read_mels(path, [ORIGINAL]).shape[-1] == frames
-
-
-def test_mel_cache_adds_missing_variants_without_recomputing(manifest, tmp_path, monkeypatch):
-    path = tmp_path / "m.h5"
-    ensure_mel_cache(path, manifest, MEL, 1.0, workers=1, progress=False)
-    before = read_mels(path, [ORIGINAL])
-    calls = []
-    real = crnn_module.clip_mels
-    monkeypatch.setattr(crnn_module, "clip_mels", lambda *a: calls.append(a[-1]) or real(*a))
-    ensure_mel_cache(path, manifest, MEL, 1.0, [NOISE], workers=1, progress=False)
-    assert calls and all(todo == [NOISE] for todo in calls)  # only the new variant is computed
-    calls.clear()
-    ensure_mel_cache(path, manifest, MEL, 1.0, [NOISE], workers=1, progress=False)
-    assert calls == []
-    assert np.array_equal(read_mels(path, [ORIGINAL]), before)
-
-
-@pytest.mark.parametrize("change", [dict(clip_db=-60.0), dict(hop=0.02), dict(n_mels=16)])
-def test_mel_cache_of_another_config_is_refused_or_replaced(manifest, tmp_path, change):
-    path = ensure_mel_cache(tmp_path / "m.h5", manifest, MEL, 1.0, workers=1, progress=False)
-    other = MelConfig(**{**MEL.__dict__, **change})
-    with pytest.raises(StoreError, match="different configuration"):
-        ensure_mel_cache(path, manifest, other, 1.0, workers=1, progress=False)
-    with pytest.raises(StoreError, match="different configuration"):
-        ensure_mel_cache(path, manifest, MEL, 2.0, workers=1, progress=False)
-    ensure_mel_cache(path, manifest, other, 1.0, workers=1, progress=False, overwrite=True)
-    assert read_mels(path, [ORIGINAL]).shape[2] == other.n_mels
-
-
-def test_read_mels_names_a_missing_variant(cached):
-    with pytest.raises(StoreError, match="pitch_shift_2"):
-        read_mels(cached, ["pitch_shift_2"])
-
-
 # ----------------------------------------------------------------------------- training
 
 def _config(**kw):
@@ -248,7 +191,7 @@ def test_resumed_training_ends_identical(data, tmp_path, monkeypatch, augment, s
     reference = train_crnn(versions, labels, 5, config, progress=False)
 
     ckpt = tmp_path / "run.pt"
-    real_save, saved = crnn_module._save_checkpoint, []
+    real_save, saved = train_module._save_checkpoint, []
 
     def save_then_die(path, state):
         real_save(path, state)
@@ -256,10 +199,10 @@ def test_resumed_training_ends_identical(data, tmp_path, monkeypatch, augment, s
         if len(saved) == stop_after:
             raise Interrupt
 
-    monkeypatch.setattr(crnn_module, "_save_checkpoint", save_then_die)
+    monkeypatch.setattr(train_module, "_save_checkpoint", save_then_die)
     with pytest.raises(Interrupt):
         train_crnn(versions, labels, 5, config, checkpoint=ckpt, progress=False)
-    monkeypatch.setattr(crnn_module, "_save_checkpoint", real_save)
+    monkeypatch.setattr(train_module, "_save_checkpoint", real_save)
     resumed = train_crnn(versions, labels, 5, config, checkpoint=ckpt, progress=False)
     assert resumed.resumed_from == stop_after
     assert _same_state(resumed.model.state_dict(), reference.model.state_dict())
@@ -321,7 +264,7 @@ def test_run_writes_a_complete_run_directory(run):
     assert written["augmentation"] == ["noise", "specaugment"] and written["epochs"] == 2
     histories = json.loads((run_dir / "training.json").read_text())
     assert sorted(histories) == ["final", "oof-fold1", "oof-fold2", "oof-fold3", "oof-fold4"]
-    assert "val_accuracy" in histories["oof-fold1"][0] and "val_accuracy" not in histories["final"][0]
+    assert all(len(h) == 2 and h[-1]["epoch"] == 2 for h in histories.values())
 
 
 def test_scores_file_round_trips_and_matches_the_metrics(run, manifest):
@@ -340,12 +283,14 @@ def test_scores_file_round_trips_and_matches_the_metrics(run, manifest):
 
 def test_saved_model_reproduces_the_test_scores(run, cached):
     run_dir, _, _ = run
-    model, info = load_crnn(run_dir)
+    model = load_crnn(run_dir)
     scores = read_scores(run_dir / "scores.h5")
-    mels = torch.from_numpy(read_mels(cached, [ORIGINAL])[0])
-    proba = predict_proba(model, mels[torch.from_numpy(np.flatnonzero(scores.test_mask))])
+    mels = read_mels(cached, [ORIGINAL])[0]
+    proba = model.predict_proba(mels[scores.test_mask])
     assert np.allclose(proba, scores.scores[scores.test_mask], atol=1e-6)
-    assert info["label_names"] == scores.label_names and info["mel"]["n_mels"] == MEL.n_mels
+    assert list(model.classes_) == scores.label_names and model.frontend["mel"]["n_mels"] == MEL.n_mels
+    assert list(model.predict(mels[scores.test_mask])) == [scores.label_names[i]
+                                                          for i in scores.scores[scores.test_mask].argmax(1)]
 
 
 def test_rerun_reuses_the_finished_trainings(run, manifest, cached):
@@ -353,7 +298,7 @@ def test_rerun_reuses_the_finished_trainings(run, manifest, cached):
     again = run_crnn(manifest, run_dir, test_fold=5, config=config, mel=MEL, duration=1.0, mel_cache=cached,
                      workers=1, progress=False)
     assert again["test_accuracy"] == metrics["test_accuracy"] and again["devel_accuracy"] == metrics["devel_accuracy"]
-    assert sum(again["timings"]["train_seconds"].values()) < sum(metrics["timings"]["train_seconds"].values())
+    assert sum(again["timings"]["fit_seconds"].values()) < sum(metrics["timings"]["fit_seconds"].values())
 
 
 def test_rerun_with_another_config_is_refused(run, manifest, cached):
@@ -396,7 +341,7 @@ def test_cli_bad_option_is_a_one_line_error(demo_dir, tmp_path, capsys, bad):
 
 def test_cli_defaults_are_the_library_defaults():
     from deepfeat.cli.crnn import crnn
-    from deepfeat.crnn import CRNN_MEL, DEFAULT_DURATION
+    from deepfeat.crnn.config import CRNN_MEL, DEFAULT_DURATION
 
     defaults = {p.name: p.default for p in crnn.params}
     assert (defaults["window"], defaults["hop"], defaults["n_mels"], defaults["sample_rate"], defaults["clip_db"]) == (

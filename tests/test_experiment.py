@@ -2,7 +2,7 @@
 
 Extraction and CRNN training are replaced by fakes that write what those stages write (a feature
 store; a run folder) from the demo manifest, so the test is fast; svm, fuse and report run for
-real through the command line."""
+real."""
 from __future__ import annotations
 
 import shutil
@@ -10,11 +10,10 @@ import shutil
 import numpy as np
 import pytest
 
-from deepfeat.cli.main import main
 from deepfeat.datasets import load_manifest
 from deepfeat.errors import ConfigError, DeepfeatError
 from deepfeat.evaluation import classification_metrics, write_run
-from deepfeat.experiment import Experiment, FeatureSpec, crnn_expected, run_experiment
+from deepfeat.experiment import Experiment, FeatureSpec, Stages, crnn_expected, run_experiment
 from deepfeat.scores import Scores, read_scores
 from deepfeat.store import StoreWriter
 
@@ -22,33 +21,34 @@ FEATURES = (FeatureSpec("efficientnet_lite0", "imagenet"), FeatureSpec("densenet
             FeatureSpec("resnet50", "none"), FeatureSpec("birdnet"))
 
 
-def _option(args: list[str], name: str) -> str:
-    return args[args.index(name) + 1]
-
-
-class FakeStages:
-    """A runner: `extract` and `crnn` faked, everything else the real CLI in this process."""
+class FakeStages(Stages):
+    """`extract` and `crnn` faked, the other stages real; every call recorded as [stage, detail...]."""
 
     def __init__(self, data, exp: Experiment):
+        super().__init__(exp)
         self.manifest = load_manifest(data)
-        self.exp = exp
         self.calls: list[list[str]] = []
 
-    def __call__(self, args: list[str]) -> int:
-        self.calls.append(args)
-        if args[0] == "extract":
-            out = _option(args, "-o")
-            if not __import__("os").path.exists(out):
-                self.write_store(out, _option(args, "-n"), _option(args, "-w") if "-w" in args else None)
-            return 0
-        if args[0] == "crnn":
-            self.write_crnn(_option(args, "-o"))
-            return 0
-        try:
-            main(args)
-        except SystemExit as e:
-            return int(e.code or 0)
-        return 0
+    def extract(self, spec, store):
+        self.calls.append(["extract", spec.network])
+        if not store.exists():
+            self.write_store(store, spec.network, spec.weights)
+
+    def svm(self, store, run_dir):
+        self.calls.append(["svm", str(store)])
+        super().svm(store, run_dir)
+
+    def crnn(self, run_dir):
+        self.calls.append(["crnn"])
+        self.write_crnn(run_dir)
+
+    def fuse(self, paths, method, group, run_dir):
+        self.calls.append(["fuse", group, method])
+        super().fuse(paths, method, group, run_dir)
+
+    def report(self, results_dir):
+        self.calls.append(["report", str(results_dir)])
+        super().report(results_dir)
 
     def write_store(self, path, network: str, weights: str | None, seed: int = 0):
         m = self.manifest
@@ -93,7 +93,7 @@ def first_run(demo_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("paper")
     exp, runner = _experiment(demo_dir, root)
     lines = []
-    run_experiment(exp, runner=runner, echo=lines.append)
+    run_experiment(exp, stages=runner, echo=lines.append)
     return root, runner.calls, lines
 
 
@@ -131,7 +131,7 @@ def test_first_run_does_every_stage_and_writes_the_table(first_run):
 def test_rerun_skips_finished_stages(finished):
     exp, runner = finished
     lines = []
-    run_experiment(exp, runner=runner, echo=lines.append)
+    run_experiment(exp, stages=runner, echo=lines.append)
     assert _stages(runner.calls) == ["extract"] * 4 + ["report"]
     assert sum("skip" in line for line in lines) >= 4 + 1 + 10
 
@@ -140,39 +140,41 @@ def test_a_changed_store_reruns_its_svm_and_the_fusions_using_it(finished):
     exp, runner = finished
     store = FEATURES[2].store(exp.features_dir, "demo")
     runner.write_store(store, "resnet50", "none", seed=1)  # as if re-extracted
-    run_experiment(exp, runner=runner, echo=lambda _: None)
+    run_experiment(exp, stages=runner, echo=lambda _: None)
     svm_calls = [c for c in runner.calls if c[0] == "svm"]
     assert [c[1] for c in svm_calls] == [str(store)]
-    fused_groups = sorted({_option(c, "--group") for c in runner.calls if c[0] == "fuse"})
+    fused_groups = sorted({c[1] for c in runner.calls if c[0] == "fuse"})
     assert fused_groups == ["all", "crnn+image", "image", "image+audio", "untrained"]  # every group holds resnet50
 
 
 def test_changed_crnn_settings_rerun_the_crnn_and_its_fusions(finished):
     exp, runner = finished
     exp.crnn_epochs = 3
-    runner.exp = exp
-    run_experiment(exp, runner=runner, echo=lambda _: None)
+    run_experiment(exp, stages=runner, echo=lambda _: None)
     assert _stages(runner.calls).count("crnn") == 1 and _stages(runner.calls).count("svm") == 0
-    assert sorted({_option(c, "--group") for c in runner.calls if c[0] == "fuse"}) == ["all", "crnn+image"]
+    assert sorted({c[1] for c in runner.calls if c[0] == "fuse"}) == ["all", "crnn+image"]
 
 
 def test_dry_run_runs_nothing(experiment):
     exp, runner = experiment
     lines = []
-    run_experiment(exp, runner=runner, echo=lines.append, dry_run=True)
+    run_experiment(exp, stages=runner, echo=lines.append, dry_run=True)
     assert runner.calls == []
     assert sum(line.startswith("+ deepfeat extract") for line in lines) == 4
     assert any(line.startswith("+ deepfeat crnn") for line in lines)
 
 
-def test_a_failing_stage_stops_with_its_command(experiment):
+def test_a_failing_stage_stops_the_run_with_its_error(experiment):
     exp, runner = experiment
 
-    def failing(args):
-        return 3 if args[0] == "extract" else runner(args)
+    def failing(spec, store):
+        raise DeepfeatError(f"{store}: cannot extract")
 
-    with pytest.raises(DeepfeatError, match=r"`deepfeat extract .* -n efficientnet_lite0 .*` failed \(exit status 3\)"):
-        run_experiment(exp, runner=failing, echo=lambda _: None)
+    runner.extract = failing
+    lines = []
+    with pytest.raises(DeepfeatError, match="efficientnet_lite0-imagenet.h5: cannot extract"):
+        run_experiment(exp, stages=runner, echo=lines.append)
+    assert lines[-1].startswith("+ deepfeat extract") and " -n efficientnet_lite0 " in lines[-1]
 
 
 @pytest.mark.parametrize("text, spec, store", [
@@ -214,6 +216,6 @@ def test_runs_from_elsewhere_are_not_fused_but_noted(finished):
     s.system = "svm-vgg19-imagenet"
     s.write(stale / "scores.h5")
     lines = []
-    run_experiment(exp, runner=runner, echo=lines.append)
+    run_experiment(exp, stages=runner, echo=lines.append)
     assert "fuse" not in _stages(runner.calls)  # the imagenet group still has one system of this experiment
     assert any(f"note: {stale} is not part of this experiment" in line for line in lines)

@@ -1,0 +1,75 @@
+"""What configures the CRNN stage — architectures, training, input mels — as plain dataclasses
+(no torch import: the command line reads its defaults from here)."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from ..augment import AugmentConfig
+from ..config import MelConfig
+from ..errors import ConfigError
+
+#: Mel settings of the CRNN input: 128 bands, 80 ms Hann windows every 40 ms, clipped at -80 dB.
+#: 5 s → 126 frames (coarser than speech framing, to fit 500 CPU epochs into 30 min).
+CRNN_MEL = MelConfig(sample_rate=44100, n_mels=128, window=0.08, hop=0.04, fmin=0.0, fmax=None, clip_db=-80.0)
+DEFAULT_DURATION = 5.0  #: seconds every clip is padded or cropped to
+
+
+@dataclass(frozen=True)
+class CRNNArchitecture:
+    """Convolutional blocks (channels, kernel and pooling as (bands, frames)) then GRU layers."""
+
+    channels: tuple[int, ...]
+    kernels: tuple[tuple[int, int], ...]
+    pools: tuple[tuple[int, int], ...]  #: max-pooling per block, (mel bands, frames)
+    gru_units: int = 256
+    gru_layers: int = 2
+    dropout: float = 0.3
+
+    def __post_init__(self):
+        for name in ("channels", "kernels", "pools"):
+            value = getattr(self, name)
+            object.__setattr__(self, name, tuple(tuple(int(v) for v in x) if isinstance(x, (list, tuple)) else int(x)
+                                                 for x in value))
+        if not (len(self.channels) == len(self.kernels) == len(self.pools)) or not self.channels:
+            raise ConfigError("channels, kernels and pools need one entry per convolutional block")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
+
+    def output_size(self, n_mels: int, frames: int) -> tuple[int, int]:
+        """(bands, frames) after the convolutional blocks."""
+        for pool_f, pool_t in self.pools:
+            n_mels, frames = n_mels // pool_f, frames // pool_t
+        return n_mels, frames
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "CRNNArchitecture":
+        return cls(**d)
+
+
+ARCHITECTURES: dict[str, CRNNArchitecture] = {
+    "esc": CRNNArchitecture(channels=(8, 16, 32, 64), kernels=((3, 3),) * 4, pools=((2, 2),) * 4),
+    "dcase": CRNNArchitecture(channels=(16, 32, 64), kernels=((5, 5), (4, 4), (3, 3)),
+                              pools=((2, 2), (2, 2), (32, 2))),
+}
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """Everything that determines a trained CRNN besides its data."""
+
+    architecture: CRNNArchitecture = field(default_factory=lambda: ARCHITECTURES["esc"])
+    epochs: int = 100
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    betas: tuple[float, float] = (0.9, 0.999)
+    seed: int = 0
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    def __post_init__(self):
+        if self.epochs < 1 or self.batch_size < 1 or self.learning_rate <= 0:
+            raise ConfigError("epochs and batch size must be >= 1 and the learning rate positive")
+        object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)

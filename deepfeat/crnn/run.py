@@ -1,0 +1,110 @@
+"""``deepfeat crnn``: the CRNN (:class:`~deepfeat.crnn.classifier.CRNNClassifier`) on cached
+log-mel spectrograms under the fold protocol (:mod:`deepfeat.protocol`).
+
+Each clip is decoded, padded or cropped to a fixed duration and turned into a clipped log-mel
+spectrogram with the plot stage's code (:func:`deepfeat.spectrogram.log_mel`), once, into the mel
+cache (:mod:`deepfeat.mel_cache`), with one copy per waveform augmentation. The protocol then
+trains one CRNN per development fold (out-of-fold probabilities) and one on all development folds
+(test fold). Nothing is selected on a held-out fold: the model after the last epoch is used.
+"""
+from __future__ import annotations
+
+import dataclasses
+import platform
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .. import __version__
+from ..config import MelConfig
+from ..datasets import Manifest
+from ..errors import ConfigError
+from ..io import write_json
+from ..mel_cache import ORIGINAL, default_mel_cache, ensure_mel_cache, read_mels
+from ..threads import torch_threads
+from .classifier import CRNNClassifier
+from .config import ARCHITECTURES, CRNN_MEL, DEFAULT_DURATION, TrainingConfig
+
+def system_name(config: TrainingConfig) -> str:
+    """``crnn`` (ESC architecture), ``crnn-dcase``; ``-aug`` appended when augmenting."""
+    arch = next((name for name, a in ARCHITECTURES.items() if a == config.architecture), "custom")
+    return "crnn" + ("" if arch == "esc" else f"-{arch}") + ("-aug" if config.augment.enabled else "")
+
+
+def labelled(manifest: Manifest) -> np.ndarray:
+    """Class indices of every clip; :class:`ConfigError` when a clip has no label."""
+    labels = manifest.label_indices()
+    if (labels < 0).any():
+        raise ConfigError(f"{manifest.root}: {int((labels < 0).sum())} clip(s) have no label; training needs "
+                          "labelled data (ESC-50, UrbanSound8K, class folders or a label CSV with file,label,fold)")
+    return labels
+
+
+def crnn_run_config(manifest: Manifest, config: TrainingConfig, mel: MelConfig, duration: float) -> dict:
+    """What identifies a CRNN run (``metrics.json["config"]``; the experiment driver compares it)."""
+    return {"training": config.to_dict(), "mel": dataclasses.asdict(mel), "duration": duration,
+            "dataset": manifest.name, "manifest_sha256": manifest.fingerprint()}
+
+
+def load_crnn(run_dir: str | Path) -> CRNNClassifier:
+    """The final model of a ``deepfeat crnn`` run folder."""
+    return CRNNClassifier.load(run_dir)
+
+
+def _write_histories(result, fold_dir: Path) -> None:
+    histories = {f"oof-fold{k}": m.history_ for k, m in result.oof_models.items()}
+    histories["final"] = result.model.history_
+    write_json(fold_dir / "training.json", histories)
+    epochs = [r["seconds"] for h in histories.values() for r in h]
+    result.metrics["timings"]["seconds_per_epoch"] = float(np.mean(epochs)) if epochs else None
+
+
+def run_crnn(manifest: Manifest, run_dir: str | Path, *, test_fold: int = 5, config: TrainingConfig | None = None,
+             mel: MelConfig = CRNN_MEL, duration: float = DEFAULT_DURATION, mel_cache: str | Path | None = None,
+             workers: int | None = None, device: str | None = None, threads: int | None = 1,
+             progress: bool = True, overwrite: bool = False, system: str | None = None) -> dict:
+    """The CRNN fold protocol on ``manifest``; writes the run to ``run_dir`` and returns its metrics.
+
+    ``run_dir`` receives what :func:`deepfeat.protocol.run` writes (metrics.json, scores.h5,
+    confusion matrix, model.pt + model.json), ``training.json`` (per-epoch loss of each training)
+    and ``checkpoints/`` (resume state; ``overwrite`` starts again). The mel cache defaults to
+    :func:`~deepfeat.mel_cache.default_mel_cache`. ``threads``: torch CPU threads while training
+    (the small convolutions gain little from more; None: torch's default).
+    """
+    from ..extractors.base import pick_device
+    from ..protocol import ProtocolData, run
+
+    config = config or TrainingConfig()
+    system = system or system_name(config)
+    run_dir = Path(run_dir)
+    t_start, cpu_start = time.perf_counter(), time.process_time()
+    labels = labelled(manifest)
+    if overwrite and (run_dir / "checkpoints").exists():
+        shutil.rmtree(run_dir / "checkpoints")
+    waveform = config.augment.waveform()
+    cache = Path(mel_cache) if mel_cache else default_mel_cache(manifest, mel, duration)
+    ensure_mel_cache(cache, manifest, mel, duration, waveform, workers=workers, progress=progress,
+                     overwrite=overwrite)
+    mels = read_mels(cache, [ORIGINAL] + [a.name for a in waveform]).transpose(1, 0, 2, 3)  # [N, V, mels, frames]
+    mel_seconds = time.perf_counter() - t_start
+    run_config = {**crnn_run_config(manifest, config, mel, duration), "mel_cache": str(cache)}
+    estimator = CRNNClassifier(architecture=config.architecture, epochs=config.epochs, batch_size=config.batch_size,
+                               learning_rate=config.learning_rate, betas=config.betas, seed=config.seed,
+                               augment=config.augment, device=device, progress=progress,
+                               frontend={"mel": run_config["mel"], "duration": duration})
+    data = ProtocolData.from_rows(mels, labels, manifest.folds(), manifest.label_names, ids=manifest.ids(),
+                                  source=str(manifest.root))
+
+    def finish(result, fold_dir: Path) -> None:
+        _write_histories(result, fold_dir)
+        result.metrics["timings"].update(mel_seconds=mel_seconds, cpu_seconds=time.process_time() - cpu_start)
+
+    provenance = {"dataset": manifest.name, "config": run_config,
+                  "architecture": dataclasses.asdict(config.architecture), "device": pick_device(device).type,
+                  "versions": {"deepfeat": __version__, "torch": __import__("torch").__version__,
+                               "python": platform.python_version()}}
+    with torch_threads(threads):
+        return run(estimator, data, run_dir, system=system, fold=test_fold, provenance=provenance,
+                   score_config={"model": "crnn", **run_config}, checkpoints=True, on_result=finish)

@@ -1,0 +1,168 @@
+"""The one I/O layer of deepfeat's files: atomic writes, UTF-8 string datasets, and the format
+check every HDF5 file of deepfeat carries (feature stores, scores files, mel caches).
+
+Every file deepfeat writes appears under its final name only once it is complete:
+:func:`atomic_path` hands out a temporary name beside the target and renames it into place
+(``os.replace``, atomic on POSIX) when the block succeeds, and removes it when the block fails.
+A run killed at any instant therefore leaves either the old file or the new one, never half of one.
+
+Each HDF5 file has the attributes ``format`` (e.g. ``"deepfeat.features"``) and
+``format_version``; :func:`open_h5` opens one for reading and checks both, raising
+:class:`~deepfeat.errors.StoreError` naming the file and the command that writes it.
+"""
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from .errors import StoreError
+
+#: HDF5 dtype of every string dataset deepfeat writes.
+STR = h5py.string_dtype("utf-8")
+TMP_SUFFIX = ".tmp"
+#: What each ``format`` attribute is called in messages.
+FORMAT_NAMES = {"deepfeat.features": "deepfeat feature store", "deepfeat.scores": "deepfeat scores file",
+                "deepfeat.mels": "deepfeat mel cache"}
+
+
+@contextmanager
+def atomic_path(path: str | Path, fsync: bool = False) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success rename it to ``path``, on failure delete it.
+
+    Parameters
+    ----------
+    path : str or Path
+        The final file. Its folder is created if needed.
+    fsync : bool
+        Flush the file to disk before the rename (for journals that must survive power loss).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + TMP_SUFFIX)
+    try:
+        yield tmp
+        if fsync:
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_bytes(path: str | Path, data: bytes, fsync: bool = False) -> Path:
+    """Write ``data`` to ``path`` atomically; returns ``path``."""
+    with atomic_path(path, fsync=fsync) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically; returns ``path``."""
+    return write_bytes(path, text.encode("utf-8"))
+
+
+def write_json(path: str | Path, data) -> Path:
+    """Write ``data`` (numpy values and paths allowed) as indented JSON, atomically; non-finite
+    floats become ``null``. Returns ``path``."""
+    return write_text(path, json.dumps(jsonable(data), indent=2) + "\n")
+
+
+def jsonable(value):
+    """``value`` with numpy arrays/scalars and paths turned into JSON types; non-finite floats → None."""
+    import math
+
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return jsonable(value.tolist())
+    if isinstance(value, np.generic):
+        return jsonable(value.item())
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def write_strings(group: h5py.Group, name: str, values: Iterable[str], **kwargs) -> h5py.Dataset:
+    """Create the UTF-8 string dataset ``group[name]`` from ``values`` (``kwargs``: h5py options
+    such as ``maxshape``/``chunks``)."""
+    return group.create_dataset(name, data=np.array([str(v) for v in values], dtype=object), dtype=STR, **kwargs)
+
+
+def read_strings(dataset: h5py.Dataset) -> list[str]:
+    """A string dataset as a list of ``str`` (h5py returns ``bytes``)."""
+    return [s.decode() if isinstance(s, bytes) else str(s) for s in dataset[()]]
+
+
+def attrs_dict(obj: h5py.HLObject) -> dict:
+    """HDF5 attributes as plain Python values (numpy scalars unwrapped, bytes decoded)."""
+    out = {}
+    for key, value in obj.attrs.items():
+        if isinstance(value, bytes):
+            value = value.decode()
+        elif hasattr(value, "item") and np.ndim(value) == 0:
+            value = value.item()
+        out[key] = value
+    return out
+
+
+def stamp_format(f: h5py.File, fmt: str, version: int = 1) -> None:
+    """Mark an open file as deepfeat format ``fmt`` (see :func:`open_h5`)."""
+    f.attrs["format"] = fmt
+    f.attrs["format_version"] = version
+
+
+def check_format(f: h5py.File, path: str | Path, fmt: str, hint: str, versions: Iterable[int] = (1,)) -> None:
+    """Raise :class:`StoreError` unless ``f`` is a deepfeat ``fmt`` file of a readable version.
+
+    ``hint`` says how such a file is made (e.g. ``"make one with `deepfeat extract`"``).
+    """
+    found = f.attrs.get("format")
+    if isinstance(found, bytes):
+        found = found.decode()
+    what = FORMAT_NAMES.get(fmt, f"{fmt} file")
+    if found != fmt:
+        raise StoreError(f"{path}: not a {what} (format attribute: {found!r}, expected {fmt!r}); {hint}")
+    version = int(f.attrs.get("format_version", 1))
+    if version not in tuple(versions):
+        raise StoreError(f"{path}: {what} format version {version} is not readable by this deepfeat "
+                         f"(reads {', '.join(map(str, versions))}); upgrade deepfeat or {hint}")
+
+
+def open_h5(path: str | Path, fmt: str, hint: str, missing: str | None = None) -> h5py.File:
+    """Open the deepfeat HDF5 file ``path`` for reading after checking it exists, is HDF5 and is
+    of format ``fmt``; every failure is a one-line :class:`StoreError` naming the file.
+
+    Parameters
+    ----------
+    path : str or Path
+    fmt : str
+        Expected ``format`` attribute.
+    hint : str
+        How to make such a file, appended to messages.
+    missing : str, optional
+        Message for a missing file (default: ``"no such file; " + hint``).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise StoreError(f"{path}: {missing or 'no such file; ' + hint}")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as e:
+        raise StoreError(f"{path}: not a readable HDF5 file ({str(e).splitlines()[0][:100]}); {hint}") from None
+    try:
+        check_format(f, path, fmt, hint)
+    except StoreError:
+        f.close()
+        raise
+    return f
