@@ -15,8 +15,8 @@ and reported as a rate (clips/s or images/s) and as a ratio:
 5. ``deepfeat svm`` on a synthetic ESC-50-size store (2000 × 4096, 50 classes, 5 folds) and the
    CRNN's seconds per epoch;
 6. peak memory of ``extract`` (in a fresh process) on N clips and on the same clips listed 10
-   times: the main process's peak RSS, the whole process tree's PSS and RSS sampled from
-   ``/proc``, and ``torch.cuda.max_memory_allocated`` on a GPU.
+   times: the main process's peak RSS, the whole process tree's PSS, USS and RSS sampled with
+   psutil, and ``torch.cuda.max_memory_allocated`` on a GPU.
 
 Writes ``OUT/README.md`` and ``OUT/bench.json`` (default ``results/bench``; ``--quick``, tiny
 sizes for development: ``features/bench-quick``) and prints the machine and a table of the

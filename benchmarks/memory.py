@@ -3,15 +3,14 @@
 :func:`bench_memory` runs ``extract_features`` twice in a fresh process (this file run as a script,
 :func:`memory_child`): on N clips and on the same clips listed :data:`~common.MEMORY_REPEAT` times.
 The child reports its own peak RSS and its workers' (the kernel's high-water marks); meanwhile a
-:class:`TreeSampler` in this process sums RSS and PSS over the child and all its descendants from
-``/proc``. Units: MiB (2**20 bytes).
+:class:`TreeSampler` in this process sums RSS, PSS and USS over the child and all its descendants
+with psutil. Units: MiB (2**20 bytes).
 """
 from __future__ import annotations
 
 import csv
 import inspect
 import json
-import os
 import resource
 import subprocess
 import sys
@@ -19,71 +18,99 @@ import threading
 import time
 from pathlib import Path
 
+import psutil
+
 from common import IMAGE_NETWORKS, MEMORY_NETWORK, MEMORY_REPEAT, Sizes
 
 #: the figures of one run that :func:`bench_memory` compares between the 1x and the 10x run
-MEMORY_KEYS = ("main_peak_rss_mib", "worker_peak_rss_mib", "tree_peak_pss_mib", "tree_peak_rss_mib",
-               "cuda_peak_allocated_mib")
+MEMORY_KEYS = ("main_peak_rss_mib", "worker_peak_rss_mib", "tree_peak_pss_mib", "tree_peak_uss_mib",
+               "tree_peak_rss_mib", "cuda_peak_allocated_mib")
+_TREE_FIELDS = ("rss", "pss", "uss")  #: fields of ``psutil.Process.memory_full_info`` summed over the tree
 MIB = 2**20
 
 
 # --- the process tree, sampled from outside ------------------------------------------------------
-def _descendants(pid: int) -> list[int]:
-    """``pid`` and every process below it (from ``/proc``)."""
-    parents: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            ppid = int(stat.rsplit(")", 1)[1].split()[1])
-            parents.setdefault(ppid, []).append(int(entry))
-    tree, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        tree.append(p)
-        todo.extend(parents.get(p, []))
-    return tree
+def tree_memory(root: psutil.Process) -> tuple[int, dict[str, int]]:
+    """Summed memory of ``root`` and all its descendants, now.
 
+    Parameters
+    ----------
+    root : psutil.Process
 
-def _memory_kib(pid: int) -> tuple[int, int]:
-    """(RSS, PSS) of one process in KiB from ``/proc/PID/smaps_rollup`` ((0, 0) if gone)."""
-    rss = pss = 0
+    Returns
+    -------
+    processes : int
+        Number of processes in the tree (0 once ``root`` is gone).
+    totals : dict
+        ``rss``, ``pss`` and ``uss`` summed over the tree (bytes); a process that ends while it is
+        read counts 0.
+    """
     try:
-        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Rss:"):
-                rss = int(line.split()[1])
-            elif line.startswith("Pss:"):
-                pss = int(line.split()[1])
-    except (OSError, ValueError):
-        pass
-    return rss, pss
+        tree = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0, dict.fromkeys(_TREE_FIELDS, 0)
+    totals = dict.fromkeys(_TREE_FIELDS, 0)
+    for proc in tree:
+        try:
+            info = proc.memory_full_info()
+        except psutil.Error:  # gone, a zombie, or not readable
+            continue
+        for key in _TREE_FIELDS:
+            totals[key] += getattr(info, key)
+    return len(tree), totals
 
 
 class TreeSampler(threading.Thread):
-    """Samples the summed RSS and PSS of a process tree every ``interval`` seconds; keeps the peaks."""
+    """Samples :func:`tree_memory` of process ``pid`` every ``interval`` seconds; keeps the peaks.
+
+    Parameters
+    ----------
+    pid : int
+        Root of the tree (its descendants are found anew at every sample).
+    interval : float
+        Seconds between samples.
+
+    Attributes
+    ----------
+    available : bool
+        Whether psutil reports PSS here (Linux); else the thread samples nothing.
+    peak_bytes : dict
+        Largest summed ``rss``, ``pss`` and ``uss`` seen (bytes; each peak on its own).
+    max_processes, samples : int
+        Largest tree seen, and number of samples taken.
+    """
 
     def __init__(self, pid: int, interval: float = 0.05):
         super().__init__(daemon=True)
         self.pid, self.interval = pid, interval
-        self.peak_rss_kib = self.peak_pss_kib = self.max_processes = self.samples = 0
-        self.available = Path("/proc/self/smaps_rollup").exists()
+        self.peak_bytes = dict.fromkeys(_TREE_FIELDS, 0)
+        self.max_processes = self.samples = 0
+        self.available = hasattr(psutil.Process().memory_full_info(), "pss")
         self._stop_event = threading.Event()
 
     def run(self):
+        try:
+            root = psutil.Process(self.pid)
+        except psutil.NoSuchProcess:
+            return
         while self.available and not self._stop_event.is_set():
-            tree = _descendants(self.pid)
-            sizes = [_memory_kib(p) for p in tree]
-            self.peak_rss_kib = max(self.peak_rss_kib, sum(s[0] for s in sizes))
-            self.peak_pss_kib = max(self.peak_pss_kib, sum(s[1] for s in sizes))
-            self.max_processes = max(self.max_processes, len(tree))
+            processes, totals = tree_memory(root)
+            for key, value in totals.items():
+                self.peak_bytes[key] = max(self.peak_bytes[key], value)
+            self.max_processes = max(self.max_processes, processes)
             self.samples += 1
             self._stop_event.wait(self.interval)
 
     def stop(self):
+        """Stop sampling and wait for the thread to end."""
         self._stop_event.set()
         self.join()
+
+    def figures(self) -> dict:
+        """The peaks as report figures: ``tree_peak_{rss,pss,uss}_mib`` (MiB), ``tree_max_processes``
+        and ``tree_samples``."""
+        peaks = {f"tree_peak_{key}_mib": value / MIB for key, value in self.peak_bytes.items()}
+        return {**peaks, "tree_max_processes": self.max_processes, "tree_samples": self.samples}
 
 
 # --- the measured process ------------------------------------------------------------------------
@@ -118,9 +145,9 @@ def write_repeated_csv(manifest, n: int, repeat: int, folder: Path) -> Path:
 def _own_peak_rss_mib() -> float:
     """This process's peak RSS (MiB): the kernel's ``VmHWM``, else ``getrusage``'s ``ru_maxrss``.
 
-    ``ru_maxrss`` of a freshly started process keeps the RSS of the process that started it (Linux
-    carries it across ``fork`` and ``exec``), so the high-water mark of ``/proc/self/status`` is
-    read where it exists.
+    psutil has no peak RSS on Linux, and ``ru_maxrss`` of a freshly started process keeps the RSS
+    of the process that started it (Linux carries it across ``fork`` and ``exec``), so the
+    high-water mark of ``/proc/self/status`` is read where it exists.
     """
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
@@ -168,7 +195,7 @@ def run_memory(csv_path: Path, out: Path, device) -> dict:
     Returns
     -------
     dict
-        :func:`memory_child`'s figures, plus the tree's peaks where ``/proc`` has them.
+        :func:`memory_child`'s figures, plus :meth:`TreeSampler.figures` where PSS is available.
     """
     spec = {"csv": str(csv_path), "out": str(out), "network": MEMORY_NETWORK,
             "weights": IMAGE_NETWORKS[MEMORY_NETWORK], "device": str(device)}
@@ -182,8 +209,7 @@ def run_memory(csv_path: Path, out: Path, device) -> dict:
         raise RuntimeError(f"memory run on {csv_path.name} failed ({proc.returncode}): {stderr.strip()[-500:]}")
     figures = json.loads(stdout.strip().splitlines()[-1])
     if sampler.available:
-        figures.update(tree_peak_rss_mib=sampler.peak_rss_kib / 1024, tree_peak_pss_mib=sampler.peak_pss_kib / 1024,
-                       tree_max_processes=sampler.max_processes, tree_samples=sampler.samples)
+        figures.update(sampler.figures())
     return figures
 
 

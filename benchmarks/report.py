@@ -165,10 +165,11 @@ def _memory_section(mem: dict) -> list[str]:
            f"{mem['repeat']}x", "",
            "Each run is `extract_features` in a fresh process reading a label CSV. Main process: its peak RSS "
            "(`VmHWM`). Workers: the largest front-end worker's peak RSS (`getrusage`). Process tree: the sum over "
-           "all its processes, sampled every 50 ms from `/proc` (PSS counts the pages the forked workers share with "
-           "the main process once; RSS counts them in every process).", "",
-           "| run | clips | seconds | main peak RSS MiB | worker peak RSS MiB | tree peak PSS MiB | tree peak RSS MiB "
-           "| CUDA peak MiB |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+           "all its processes, sampled every 50 ms with psutil (PSS counts the pages the forked workers share with "
+           "the main process once; USS counts only each process's own pages; RSS counts shared pages in every "
+           "process).", "",
+           "| run | clips | seconds | main peak RSS MiB | worker peak RSS MiB | tree peak PSS MiB | tree peak USS MiB "
+           "| tree peak RSS MiB | CUDA peak MiB |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name, r in mem["runs"].items():
         out.append(f"| {name} | {r['clips']} | {r['seconds']:.1f} | "
                    + " | ".join(_fmt(r.get(k), 0) for k in MEMORY_KEYS) + " |")

@@ -18,7 +18,7 @@ from deepfeat.store import read_store
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 SIBLINGS = ("common", "measure", "memory", "report")
-HAS_PSS = Path("/proc/self/smaps_rollup").exists()
+HAS_PSS = hasattr(psutil.Process().memory_full_info(), "pss")
 
 
 @pytest.fixture(scope="module")
@@ -132,9 +132,20 @@ def test_memory_repeated_csv_can_be_rewritten_in_place(memory, demo_dir, tmp_pat
     assert len(load_manifest(again)) == 20
 
 
-@pytest.mark.skipif(not HAS_PSS, reason="needs Linux /proc")
+@pytest.mark.skipif(not HAS_PSS, reason="psutil reports PSS on Linux only")
+def test_memory_tree_of_this_process_and_of_a_finished_one(memory):
+    processes, totals = memory.tree_memory(psutil.Process())
+    assert processes >= 1 and totals["rss"] >= totals["pss"] >= totals["uss"] > 0
+    done = subprocess.Popen([sys.executable, "-c", "pass"])
+    root = psutil.Process(done.pid)
+    done.wait()
+    assert memory.tree_memory(root) == (0, {"rss": 0, "pss": 0, "uss": 0})
+
+
+@pytest.mark.skipif(not HAS_PSS, reason="psutil reports PSS on Linux only")
 @pytest.mark.parametrize("megabytes", [60, 200])
 def test_memory_tree_sampler_sees_a_child_allocating(memory, megabytes):
+    # the parent's array is shared with its forked child: RSS counts it twice, PSS once, USS not at all
     code = ("import os, time, numpy as np; a = np.ones(%d * 2**20 // 8); "
             "pid = os.fork()\nif pid == 0:\n    b = np.ones(%d * 2**20 // 8); time.sleep(0.6); os._exit(0)\n"
             "time.sleep(0.6); os.waitpid(pid, 0)") % (megabytes, megabytes)
@@ -143,9 +154,11 @@ def test_memory_tree_sampler_sees_a_child_allocating(memory, megabytes):
     sampler.start()
     proc.wait()
     sampler.stop()
-    assert sampler.max_processes >= 2  # the forked child was seen
-    assert sampler.peak_pss_kib / 1024 > 2 * megabytes * 0.9  # parent's and child's own arrays
-    assert sampler.peak_rss_kib >= sampler.peak_pss_kib
+    figures = sampler.figures()
+    assert figures["tree_max_processes"] >= 2 and figures["tree_samples"] > 0  # the forked child was seen
+    assert figures["tree_peak_pss_mib"] > 2 * megabytes * 0.9  # parent's and child's own arrays
+    assert figures["tree_peak_rss_mib"] > 3 * megabytes * 0.9
+    assert megabytes * 0.9 < figures["tree_peak_uss_mib"] < figures["tree_peak_pss_mib"] - megabytes / 2
 
 
 def test_memory_own_peak_is_the_started_process_s_not_its_parent_s():
@@ -169,7 +182,7 @@ def test_memory_child_extracts_the_csv_and_reports_its_peaks(memory, demo_dir, t
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not HAS_PSS, reason="needs Linux /proc")
+@pytest.mark.skipif(not HAS_PSS, reason="psutil reports PSS on Linux only")
 def test_memory_run_measures_a_subprocess_tree(memory, demo_dir, tmp_path):
     import torch
 
@@ -178,7 +191,7 @@ def test_memory_run_measures_a_subprocess_tree(memory, demo_dir, tmp_path):
     assert figures["clips"] == 1 and figures["tree_samples"] > 0 and len(read_store(tmp_path / "m.h5").ids) == 1
     # the tree holds the main process, so its peak is at least the main process's own
     assert figures["tree_peak_rss_mib"] >= 0.9 * figures["main_peak_rss_mib"] > 50
-    assert figures["tree_peak_rss_mib"] >= figures["tree_peak_pss_mib"] > 0
+    assert figures["tree_peak_rss_mib"] >= figures["tree_peak_pss_mib"] >= figures["tree_peak_uss_mib"] > 0
 
 
 # --- report ------------------------------------------------------------------------------------------
@@ -206,14 +219,14 @@ def test_report_targets_pass_and_miss(report, fraction, speedup, memory_ratio, s
 
 def test_report_memory_table_shows_every_figure_and_the_ratios(report):
     one = {"clips": 1, "seconds": 2.0, "main_peak_rss_mib": 400.0, "worker_peak_rss_mib": 150.0,
-           "tree_peak_pss_mib": 600.0, "tree_peak_rss_mib": 800.0}
+           "tree_peak_pss_mib": 600.0, "tree_peak_uss_mib": 500.0, "tree_peak_rss_mib": 800.0}
     ten = {**one, "clips": 10, "main_peak_rss_mib": 600.0}
     mem = {"network": "efficientnet_lite0", "clips": 1, "repeat": 10, "batch_size": 32, "runs": {"1x": one,
            "10x": ten}, "ratio": {"main_peak_rss_mib": 1.5, "tree_peak_pss_mib": 1.0}}
     text = "\n".join(report._memory_section(mem))
-    assert "| 1x | 1 | 2.0 | 400 | 150 | 600 | 800 | n/a |" in text
+    assert "| 1x | 1 | 2.0 | 400 | 150 | 600 | 500 | 800 | n/a |" in text
     assert "| 10x | 10 | 2.0 | 600 |" in text
-    assert "| ratio | | | 1.50x |  | 1.00x |  |  |" in text  # a ratio for each figure measured in both runs
+    assert "| ratio | | | 1.50x |  | 1.00x |  |  |  |" in text  # a ratio for each figure measured in both runs
     assert "fewer clips than one batch" in text
     main, tree = report.targets({"memory": mem})[-2:]
     assert main["pass"] is False and "main process" in main["target"]
