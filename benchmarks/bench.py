@@ -9,7 +9,7 @@ and reported as a rate (clips/s or images/s) and as a ratio:
    renderer on the same spectrograms (plus their mean absolute pixel difference);
 2. CNN forward only on ready-made images: ``Extractor.embed`` (batched — batch 4 contiguous, traced and
    frozen on CPU, 64 channels_last on CUDA — inference mode) against a naive loop over the same module
-   (batch 1, contiguous float32 tensors, ``torch.no_grad``);
+   (batch 1, contiguous float32 tensors, ``torch.no_grad``), the latter as information;
 3. ``extract_features`` end to end per network, as a fraction of its forward-only throughput;
 4. the audio models (PANNs Cnn14, OpenL3, BirdNET) end to end, as clips/s and × real time;
 5. ``deepfeat svm`` on a synthetic ESC-50-size store (2000 × 4096, 50 classes, 5 folds) and the

@@ -35,10 +35,6 @@ def targets(results: dict) -> list[dict]:
     """
     ratio = (results.get("frontend") or {}).get("fast_over_matplotlib")
     rows = [_target("fast renderer vs matplotlib (clips/s)", ">= 10x", ratio, ratio is not None and ratio >= 10)]
-    for net, fwd in (results.get("forward") or {}).items():
-        speedup = fwd.get("speedup_over_naive")
-        rows.append(_target(f"{net}: forward-only vs naive floor (images/s)", ">= 1.5x", speedup,
-                            speedup is not None and speedup >= 1.5))
     for net, e2e in (results.get("end_to_end") or {}).items():
         frac = e2e.get("fraction_of_forward")
         rows.append(_target(f"{net}: end-to-end clips/s / forward-only images/s", ">= 85 %", frac,
