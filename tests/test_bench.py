@@ -1,85 +1,105 @@
-"""Tests of the speed benchmark (benchmarks/bench.py): its helpers, and one quick run end to end."""
+"""Tests of the speed benchmark (benchmarks/): one group per module (common, measure, memory, report,
+and the bench.py entry), and one quick run end to end."""
 from __future__ import annotations
 
 import importlib.util
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 
 from deepfeat.datasets import load_manifest
 from deepfeat.store import read_store
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench.py"
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+SIBLINGS = ("common", "measure", "memory", "report")
+HAS_PSS = hasattr(psutil.Process().memory_full_info(), "pss")
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("deepfeat_benchmark_under_test", SCRIPT)
+    """``benchmarks/bench.py`` loaded by path, as ``deepfeat bench`` loads it (its siblings come with it)."""
+    path_before = list(sys.path)
+    spec = importlib.util.spec_from_file_location("deepfeat_benchmark_under_test", BENCHMARKS / "bench.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     yield module
-    sys.modules.pop(spec.name, None)
+    for name in (spec.name, *SIBLINGS):
+        sys.modules.pop(name, None)
+    sys.path[:] = path_before
 
 
+@pytest.fixture(scope="module")
+def common(bench):
+    return sys.modules["common"]
+
+
+@pytest.fixture(scope="module")
+def measure(bench):
+    return bench.measure
+
+
+@pytest.fixture(scope="module")
+def memory(bench):
+    return bench.memory
+
+
+@pytest.fixture(scope="module")
+def report(bench):
+    return bench.report
+
+
+# --- common ------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("network, expected", [("vgg16", 80), ("efficientnet_lite0", 200), ("resnet50", 80),
                                                ("openl3", 10), ("panns_cnn14", 32), ("birdnet", 32)])
-def test_full_sizes_per_network(bench, network, expected):
-    assert bench.FULL.clips_for(network) == expected
+def test_common_full_sizes_per_network(common, network, expected):
+    assert common.FULL.clips_for(network) == expected
 
 
-@pytest.mark.parametrize("sizes", ["FULL", "QUICK"])
-def test_memory_run_repeats_at_least_one_clip(bench, sizes):
-    s = getattr(bench, sizes)
-    assert s.memory_clips >= 1 and bench.MEMORY_REPEAT == 10
+@pytest.mark.parametrize("sizes, most", [("FULL", 400), ("QUICK", 10)])
+def test_common_sizes_are_consistent(common, sizes, most):
+    s = getattr(common, sizes)
+    assert s.memory_clips >= 1 and common.MEMORY_REPEAT == 10
     assert s.naive_images <= s.forward_images
+    assert s.most_clips() == most  # the CRNN reads the most clips in both
 
 
-def test_data_defaults_to_demo_data_when_esc10_is_absent(bench, tmp_path, monkeypatch):
-    monkeypatch.setattr(bench, "DEFAULT_DATA", tmp_path / "no-such-esc10")
-    manifest, source = bench.resolve_data(None, tmp_path, bench.QUICK)
-    assert "demo data" in source and len(manifest) >= bench.QUICK.crnn_clips
+def test_common_best_seconds_keeps_the_fastest_call(common):
+    delays = iter([0.05, 0.01, 0.03])
+    best = common.best_seconds(lambda: time.sleep(next(delays)), 3)
+    assert 0.01 <= best < 0.03
+    assert common.rate(10, 2.0) == 5.0 and common.rate(1, 0.0) == float("inf")
+
+
+def test_common_data_defaults_to_demo_data_when_esc10_is_absent(common, tmp_path, monkeypatch):
+    monkeypatch.setattr(common, "DEFAULT_DATA", tmp_path / "no-such-esc10")
+    manifest, source = common.resolve_data(None, tmp_path, common.QUICK)
+    assert "demo data" in source and len(manifest) >= common.QUICK.crnn_clips
     assert len(manifest.label_names) == 5 and set(manifest.folds()) == {1, 2, 3, 4, 5}
 
 
-def test_given_data_is_used_and_a_missing_one_is_an_error(bench, demo_dir, tmp_path):
+def test_common_given_data_is_used_and_a_missing_one_is_an_error(common, demo_dir, tmp_path):
     from deepfeat.errors import ManifestError
 
-    manifest, source = bench.resolve_data(str(demo_dir), tmp_path, bench.FULL)
+    manifest, source = common.resolve_data(str(demo_dir), tmp_path, common.FULL)
     assert source == str(demo_dir) and len(manifest) == 25
     with pytest.raises(ManifestError, match="no-such-dir"):
-        bench.resolve_data(str(tmp_path / "no-such-dir"), tmp_path, bench.FULL)
+        common.resolve_data(str(tmp_path / "no-such-dir"), tmp_path, common.FULL)
 
 
-@pytest.mark.parametrize("n, repeat", [(3, 1), (3, 10), (5, 2)])
-def test_repeated_csv_lists_every_clip_repeat_times_with_distinct_ids(bench, demo_dir, tmp_path, n, repeat):
-    source = load_manifest(demo_dir)
-    csv_path = bench.write_repeated_csv(source, n, repeat, tmp_path / "mem")
-    manifest = load_manifest(csv_path)
-    assert len(manifest) == n * repeat
-    assert len(set(manifest.ids())) == n * repeat
-    for k, clip in enumerate(manifest.clips):
-        original = source.clips[k % n]
-        assert clip.path.resolve() == original.path.resolve()
-        assert (clip.label, clip.fold) == (original.label, original.fold)
-
-
-def test_repeated_csv_can_be_rewritten_in_place(bench, demo_dir, tmp_path):
-    source = load_manifest(demo_dir)
-    bench.write_repeated_csv(source, 2, 1, tmp_path)
-    again = bench.write_repeated_csv(source, 2, 10, tmp_path)
-    assert len(load_manifest(again)) == 20
-
-
+# --- measure -----------------------------------------------------------------------------------------
 @pytest.mark.parametrize("rows, dim, classes", [(100, 16, 5), (60, 8, 3)])
-def test_synthetic_svm_store_is_balanced_over_classes_and_folds(bench, tmp_path, rows, dim, classes):
-    sizes = bench.Sizes(frontend_clips=1, frontend_repeats=1, forward_images=1, naive_images=1, forward_repeats=1,
-                        svm_rows=rows, svm_dim=dim, svm_classes=classes, svm_folds=5)
-    bench.write_svm_store(tmp_path / "s.h5", sizes)
+def test_measure_synthetic_svm_store_is_balanced_over_classes_and_folds(common, measure, tmp_path, rows, dim,
+                                                                         classes):
+    sizes = common.Sizes(frontend_clips=1, frontend_repeats=1, forward_images=1, naive_images=1, forward_repeats=1,
+                         svm_rows=rows, svm_dim=dim, svm_classes=classes, svm_folds=5)
+    measure.write_svm_store(tmp_path / "s.h5", sizes)
     fs = read_store(tmp_path / "s.h5")
     assert fs.features.shape == (rows, dim) and fs.features.dtype == np.float32
     assert (fs.features >= 0).all()
@@ -91,42 +111,158 @@ def test_synthetic_svm_store_is_balanced_over_classes_and_folds(bench, tmp_path,
     assert (nearest == fs.labels).mean() > 1.0 / classes
 
 
-@pytest.mark.parametrize("ratio, verdict", [(12.0, True), (10.0, True), (9.9, False)])
-def test_renderer_target(bench, ratio, verdict):
-    rows = bench.targets({"frontend": {"fast_over_matplotlib": ratio}})
-    assert rows[0]["pass"] is verdict and rows[0]["measured"] == ratio
+# --- memory ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("n, repeat", [(3, 1), (3, 10), (5, 2)])
+def test_memory_repeated_csv_lists_every_clip_repeat_times_with_distinct_ids(memory, demo_dir, tmp_path, n, repeat):
+    source = load_manifest(demo_dir)
+    csv_path = memory.write_repeated_csv(source, n, repeat, tmp_path / "mem")
+    manifest = load_manifest(csv_path)
+    assert len(manifest) == n * repeat
+    assert len(set(manifest.ids())) == n * repeat
+    for k, clip in enumerate(manifest.clips):
+        original = source.clips[k % n]
+        assert clip.path.resolve() == original.path.resolve()
+        assert (clip.label, clip.fold) == (original.label, original.fold)
 
 
-@pytest.mark.parametrize("fraction, speedup, memory, svm_seconds, verdict", [
-    (0.9, 2.0, 1.0, 30.0, True),
-    (0.8, 1.4, 1.3, 61.0, False),
-])
-def test_targets_pass_and_miss(bench, fraction, speedup, memory, svm_seconds, verdict):
-    results = {"forward": {"vgg16": {"speedup_over_naive": speedup}},
-               "end_to_end": {"vgg16": {"fraction_of_forward": fraction}},
-               "memory": {"ratio": {"main_peak_rss_mib": memory}},
-               "svm": {"wall_seconds": svm_seconds, "rows": 2000, "dim": 4096, "classes": 50}}
-    renderer, forward, e2e, mem, svm = bench.targets(results)
-    assert renderer["pass"] is None  # not measured: n/a, neither PASS nor MISS
-    assert "naive" in forward["target"] and "end-to-end" in e2e["target"]
-    assert "memory" in mem["target"] and "svm" in svm["target"]
-    assert [forward["pass"], e2e["pass"], mem["pass"], svm["pass"]] == [verdict] * 4
+def test_memory_repeated_csv_can_be_rewritten_in_place(memory, demo_dir, tmp_path):
+    source = load_manifest(demo_dir)
+    memory.write_repeated_csv(source, 2, 1, tmp_path)
+    again = memory.write_repeated_csv(source, 2, 10, tmp_path)
+    assert len(load_manifest(again)) == 20
 
 
-@pytest.mark.skipif(not Path("/proc/self/smaps_rollup").exists(), reason="needs Linux /proc")
+@pytest.mark.skipif(not HAS_PSS, reason="psutil reports PSS on Linux only")
+def test_memory_tree_of_this_process_and_of_a_finished_one(memory):
+    processes, totals = memory.tree_memory(psutil.Process())
+    assert processes >= 1 and totals["rss"] >= totals["pss"] >= totals["uss"] > 0
+    done = subprocess.Popen([sys.executable, "-c", "pass"])
+    root = psutil.Process(done.pid)
+    done.wait()
+    assert memory.tree_memory(root) == (0, {"rss": 0, "pss": 0, "uss": 0})
+
+
+@pytest.mark.skipif(not HAS_PSS, reason="psutil reports PSS on Linux only")
 @pytest.mark.parametrize("megabytes", [60, 200])
-def test_tree_sampler_sees_a_child_allocating(bench, megabytes):
+def test_memory_tree_sampler_sees_a_child_allocating(memory, megabytes):
+    # the parent's array is shared with its forked child: RSS counts it twice, PSS once, USS not at all
     code = ("import os, time, numpy as np; a = np.ones(%d * 2**20 // 8); "
             "pid = os.fork()\nif pid == 0:\n    b = np.ones(%d * 2**20 // 8); time.sleep(0.6); os._exit(0)\n"
             "time.sleep(0.6); os.waitpid(pid, 0)") % (megabytes, megabytes)
     proc = subprocess.Popen([sys.executable, "-c", code])
-    sampler = bench.TreeSampler(proc.pid, interval=0.02)
+    sampler = memory.TreeSampler(proc.pid, interval=0.02)
     sampler.start()
     proc.wait()
     sampler.stop()
-    assert sampler.max_processes >= 2  # the forked child was seen
-    assert sampler.peak_pss_kib / 1024 > 2 * megabytes * 0.9  # parent's and child's own arrays
-    assert sampler.peak_rss_kib >= sampler.peak_pss_kib
+    figures = sampler.figures()
+    assert figures["tree_max_processes"] >= 2 and figures["tree_samples"] > 0  # the forked child was seen
+    assert figures["tree_peak_pss_mib"] > 2 * megabytes * 0.9  # parent's and child's own arrays
+    assert figures["tree_peak_rss_mib"] > 3 * megabytes * 0.9
+    assert megabytes * 0.9 < figures["tree_peak_uss_mib"] < figures["tree_peak_pss_mib"] - megabytes / 2
+
+
+def test_memory_own_peak_is_the_started_process_s_not_its_parent_s():
+    """A small process started by a large one reports its own peak RSS (``getrusage`` alone would
+    report the parent's)."""
+    ballast = np.ones(256 * 2**20 // 8)  # 256 MiB, touched
+    code = f"import sys; sys.path.insert(0, {str(BENCHMARKS)!r}); import memory; print(memory._own_peak_rss_mib())"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert psutil.Process().memory_info().rss / 2**20 > 256 > 2 * float(done.stdout)
+    del ballast
+
+
+@pytest.mark.slow
+def test_memory_child_extracts_the_csv_and_reports_its_peaks(memory, demo_dir, tmp_path):
+    csv_path = memory.write_repeated_csv(load_manifest(demo_dir), 1, 3, tmp_path / "mem")
+    spec = {"csv": str(csv_path), "out": str(tmp_path / "m.h5"), "network": "efficientnet_lite0",
+            "weights": "imagenet", "device": "cpu"}
+    figures = memory.memory_child(spec)
+    assert figures["clips"] == 3 and len(read_store(tmp_path / "m.h5").ids) == 3
+    assert figures["main_peak_rss_mib"] > 50 and figures["worker_peak_rss_mib"] >= 0
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not HAS_PSS, reason="psutil reports PSS on Linux only")
+def test_memory_run_measures_a_subprocess_tree(memory, demo_dir, tmp_path):
+    import torch
+
+    csv_path = memory.write_repeated_csv(load_manifest(demo_dir), 1, 1, tmp_path / "mem")
+    figures = memory.run_memory(csv_path, tmp_path / "m.h5", torch.device("cpu"))
+    assert figures["clips"] == 1 and figures["tree_samples"] > 0 and len(read_store(tmp_path / "m.h5").ids) == 1
+    # the tree holds the main process, so its peak is at least the main process's own
+    assert figures["tree_peak_rss_mib"] >= 0.9 * figures["main_peak_rss_mib"] > 50
+    assert figures["tree_peak_rss_mib"] >= figures["tree_peak_pss_mib"] >= figures["tree_peak_uss_mib"] > 0
+
+
+# --- report ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("ratio, verdict", [(12.0, True), (10.0, True), (9.9, False)])
+def test_report_renderer_target(report, ratio, verdict):
+    rows = report.targets({"frontend": {"fast_over_matplotlib": ratio}})
+    assert rows[0]["pass"] is verdict and rows[0]["measured"] == ratio
+
+
+@pytest.mark.parametrize("fraction, memory_ratio, svm_seconds, verdict", [
+    (0.9, 1.0, 30.0, True),
+    (0.8, 1.3, 61.0, False),
+])
+def test_report_targets_pass_and_miss(report, fraction, memory_ratio, svm_seconds, verdict):
+    results = {"forward": {"vgg16": {"speedup_over_naive": 1.0}},
+               "end_to_end": {"vgg16": {"fraction_of_forward": fraction}},
+               "memory": {"ratio": {"main_peak_rss_mib": memory_ratio}},
+               "svm": {"wall_seconds": svm_seconds, "rows": 2000, "dim": 4096, "classes": 50}}
+    renderer, e2e, mem, svm = report.targets(results)  # the naive floor is information, not a target
+    assert renderer["pass"] is None  # not measured: n/a, neither PASS nor MISS
+    assert "end-to-end" in e2e["target"] and "memory" in mem["target"] and "svm" in svm["target"]
+    assert [e2e["pass"], mem["pass"], svm["pass"]] == [verdict] * 3
+
+
+def test_report_memory_table_shows_every_figure_and_the_ratios(report):
+    one = {"clips": 1, "seconds": 2.0, "main_peak_rss_mib": 400.0, "worker_peak_rss_mib": 150.0,
+           "tree_peak_pss_mib": 600.0, "tree_peak_uss_mib": 500.0, "tree_peak_rss_mib": 800.0}
+    ten = {**one, "clips": 10, "main_peak_rss_mib": 600.0}
+    mem = {"network": "efficientnet_lite0", "clips": 1, "repeat": 10, "batch_size": 32, "runs": {"1x": one,
+           "10x": ten}, "ratio": {"main_peak_rss_mib": 1.5, "tree_peak_pss_mib": 1.0}}
+    text = "\n".join(report._memory_section(mem))
+    assert "| 1x | 1 | 2.0 | 400 | 150 | 600 | 500 | 800 | n/a |" in text
+    assert "| 10x | 10 | 2.0 | 600 |" in text
+    assert "| ratio | | | 1.50x |  | 1.00x |  |  |  |" in text  # a ratio for each figure measured in both runs
+    assert "fewer clips than one batch" in text
+    main, tree = report.targets({"memory": mem})[-2:]
+    assert main["pass"] is False and "main process" in main["target"]
+    assert tree["pass"] is True and "PSS" in tree["target"]
+
+
+def test_report_readme_shows_skipped_measurements(report):
+    results = {"quick": False, "total_seconds": 1.0, "errors": {"svm": "Traceback ...\nRuntimeError: boom\n"},
+               "machine": {"cpu_cores": 2, "cpu": "x", "torch": "2", "torch_threads": 2, "device": "cpu",
+                           "python": "3"},
+               "dataset": {"source": "demo", "clips": 5, "name": "demo"},
+               "forward": {"vgg16": {"skipped": "no weights"}}, "end_to_end": {},
+               "audio_models": {"birdnet": {"skipped": "BirdNET needs the LiteRT runtime"}}}
+    results["targets"] = report.targets(results)
+    readme = report.render_readme(results)
+    assert "| vgg16 | skipped: no weights |" in readme
+    assert "| birdnet | | | skipped: BirdNET needs the LiteRT runtime |" in readme
+    assert "- svm: RuntimeError: boom" in readme
+    assert "MISS" not in readme and "PASS" not in readme  # nothing measured, nothing judged
+
+
+# --- bench (the entry) -------------------------------------------------------------------------------
+def test_bench_loads_its_siblings_from_its_own_folder(bench):
+    assert all(Path(sys.modules[name].__file__).parent == BENCHMARKS for name in SIBLINGS)
+    from deepfeat.cli.bench import load_benchmark
+
+    assert load_benchmark().report is sys.modules["report"]  # `deepfeat bench` loads it the same way
+
+
+def test_bench_runs_as_a_script():
+    done = subprocess.run([sys.executable, str(BENCHMARKS / "bench.py"), "--help"], capture_output=True, text=True)
+    assert done.returncode == 0 and "--sections" in done.stdout
+
+
+def test_bench_unknown_network_is_a_one_line_error(bench, capsys):
+    assert bench.main(["--quick", "--networks", "not_a_net"]) == 2
+    assert "unknown network not_a_net" in capsys.readouterr().err
 
 
 @pytest.fixture
@@ -138,8 +274,9 @@ def restore_threads():
     torch.set_num_threads(threads)
 
 
-def test_quick_run_writes_report_and_json(bench, demo_dir, tmp_path, capsys, restore_threads):
-    """Every section but memory (tested below) in quick mode on the tiny demo set, one CNN, one audio model
+@pytest.mark.slow
+def test_bench_quick_run_writes_report_and_json(bench, demo_dir, tmp_path, capsys, restore_threads):
+    """Every section but memory (tested above) in quick mode on the tiny demo set, one CNN, one audio model
     (one torch thread: steady on a busy machine)."""
     out = tmp_path / "bench"
     status = bench.main(["--quick", "--data", str(demo_dir), "--out", str(out), "--device", "cpu", "--threads", "1",
@@ -168,59 +305,9 @@ def test_quick_run_writes_report_and_json(bench, demo_dir, tmp_path, capsys, res
     assert results["crnn"]["seconds_per_epoch"] > 0 and results["crnn"]["clips"] == 10
     names = [r["target"] for r in results["targets"]]
     assert any("matplotlib" in n for n in names) and any("svm" in n for n in names)
+    assert not any("naive" in n for n in names)  # measured and shown, but not a target
     readme = (out / "README.md").read_text()
-    assert "## Targets" in readme and "quick mode" in readme
+    assert "## Targets" in readme and "quick mode" in readme and "naive images/s" in readme
     assert readme.count("PASS") + readme.count("MISS") >= len(results["targets"])
     printed = capsys.readouterr().out
     assert "machine:" in printed and printed.rstrip().splitlines()[-1].startswith(("PASS", "MISS"))
-
-
-def test_memory_child_extracts_the_csv_and_reports_its_peaks(bench, demo_dir, tmp_path):
-    csv_path = bench.write_repeated_csv(load_manifest(demo_dir), 1, 3, tmp_path / "mem")
-    spec = {"csv": str(csv_path), "out": str(tmp_path / "m.h5"), "network": "efficientnet_lite0",
-            "weights": "imagenet", "device": "cpu"}
-    figures = bench.memory_child(spec)
-    assert figures["clips"] == 3 and len(read_store(tmp_path / "m.h5").ids) == 3
-    assert figures["main_peak_rss_mib"] > 50 and figures["worker_peak_rss_mib"] >= 0
-
-
-@pytest.mark.skipif(not Path("/proc/self/smaps_rollup").exists(), reason="needs Linux /proc")
-def test_memory_run_measures_a_subprocess_tree(bench, demo_dir, tmp_path):
-    import torch
-
-    csv_path = bench.write_repeated_csv(load_manifest(demo_dir), 1, 1, tmp_path / "mem")
-    figures = bench.run_memory(csv_path, tmp_path / "m.h5", torch.device("cpu"))
-    assert figures["clips"] == 1 and figures["tree_samples"] > 0
-    # the tree holds the main process, so its peak is at least the main process's own
-    assert figures["tree_peak_rss_mib"] >= 0.9 * figures["main_peak_rss_mib"] > 50
-    # the report's memory table shows every figure and the 10x/1x ratios
-    ten = {**figures, "clips": 10, "main_peak_rss_mib": 1.5 * figures["main_peak_rss_mib"]}
-    mem = {"network": "efficientnet_lite0", "clips": 1, "repeat": 10, "batch_size": 32, "runs": {"1x": figures,
-           "10x": ten}, "ratio": {"main_peak_rss_mib": 1.5}}
-    lines = bench._memory_section(mem)
-    assert any(line.startswith("| 1x | 1 |") for line in lines)
-    assert any(line.startswith("| 10x | 10 |") for line in lines)
-    assert "| ratio | | | 1.50x |" in "\n".join(lines)
-    assert any("fewer clips than one batch" in line for line in lines)
-    verdict = bench.targets({"memory": mem})[-1]
-    assert verdict["pass"] is False and "main process" in verdict["target"]
-
-
-def test_readme_shows_skipped_measurements(bench):
-    results = {"quick": False, "total_seconds": 1.0, "errors": {"svm": "Traceback ...\nRuntimeError: boom\n"},
-               "machine": {"cpu_cores": 2, "cpu": "x", "torch": "2", "torch_threads": 2, "device": "cpu",
-                           "python": "3"},
-               "dataset": {"source": "demo", "clips": 5, "name": "demo"},
-               "forward": {"vgg16": {"skipped": "no weights"}}, "end_to_end": {},
-               "audio_models": {"birdnet": {"skipped": "BirdNET needs the LiteRT runtime"}}}
-    results["targets"] = bench.targets(results)
-    readme = bench.render_readme(results)
-    assert "| vgg16 | skipped: no weights |" in readme
-    assert "| birdnet | | | skipped: BirdNET needs the LiteRT runtime |" in readme
-    assert "- svm: RuntimeError: boom" in readme
-    assert "MISS" not in readme and "PASS" not in readme  # nothing measured, nothing judged
-
-
-def test_unknown_network_is_a_one_line_error(bench, capsys):
-    assert bench.main(["--quick", "--networks", "not_a_net"]) == 2
-    assert "unknown network not_a_net" in capsys.readouterr().err
