@@ -28,7 +28,7 @@ def test_every_network_gives_its_documented_dimension(name):
 
 
 def test_registry_lists_the_paper_networks():
-    assert {"vgg16", "vgg19", "resnet50", "densenet121", "efficientnet_lite0"} <= set(extractor_names())
+    assert {"vgg16", "vgg19", "resnet18", "resnet50", "densenet121", "efficientnet_lite0"} <= set(extractor_names())
 
 
 def test_unknown_network():

@@ -52,7 +52,8 @@ CNN_SPECS: dict[str, CNNSpec] = {
     "vgg16": CNNSpec("classifier.4", 4096, "vgg16-397923af.pth"),  # fc2 after its ReLU (Keras' "fc2")
     "vgg19": CNNSpec("classifier.4", 4096, "vgg19-dcbb9e9d.pth"),
     "alexnet": CNNSpec("classifier.5", 4096, "alexnet-owt-7be5be79.pth"),  # fc7 after its ReLU
-    "resnet50": CNNSpec("flatten", 2048, "resnet50-0676ba61.pth"),  # global average pool
+    "resnet18": CNNSpec("flatten", 512, "resnet18-f37072fd.pth"),  # global average pool
+    "resnet50": CNNSpec("flatten", 2048, "resnet50-0676ba61.pth"),
     "densenet121": CNNSpec("flatten", 1024, "densenet121-a639ec97.pth"),
     "densenet201": CNNSpec("flatten", 1920, "densenet201-c1103571.pth"),
     "mobilenet_v2": CNNSpec("flatten", 1280, "mobilenet_v2-b0353104.pth"),
