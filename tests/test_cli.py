@@ -107,3 +107,6 @@ def test_errors_are_one_line_with_exit_status_2(demo_dir, tmp_path, capsys, args
 def test_extract_list(runner):
     result = runner.invoke(cli, ["extract", "--list"])
     assert result.exit_code == 0 and "densenet121" in result.output and "efficientnet_lite0" in result.output
+    rows = {line.split()[0]: line.split(None, 3)[1:] for line in result.output.splitlines()[1:]}
+    assert rows["resnet18"] == ["image", "imagenet", "imagenet | none | PATH"]
+    assert rows["birdnet"] == ["audio", "birdnet_v2.4", "birdnet_v2.4 | PATH"]  # no random initialisation

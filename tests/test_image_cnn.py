@@ -6,6 +6,7 @@ from PIL import Image
 from deepfeat.config import MelConfig, PlotConfig
 from deepfeat.errors import ConfigError, WeightsError
 from deepfeat.extractors import create_extractor, extractor_names
+from deepfeat.extractors.efficientnet_lite import LITE_SPECS
 from deepfeat.extractors.image_cnn import CNN_SPECS
 
 from .conftest import tone
@@ -13,18 +14,21 @@ from .conftest import tone
 torch.set_num_threads(2)
 
 
-@pytest.mark.parametrize("name", sorted(CNN_SPECS))
+ALL_SPECS = {**CNN_SPECS, **LITE_SPECS}
+
+
+@pytest.mark.parametrize("name", sorted(ALL_SPECS))
 def test_every_network_gives_its_documented_dimension(name):
     ex = create_extractor(name, weights="none", device="cpu")
     image = ex.frontend(tone(440, 0.5, 44100))
     assert image.shape == (1, ex.spec.input_size, ex.spec.input_size, 3) and image.dtype == np.uint8
     feats = ex.embed(image)
-    assert feats.shape == (1, CNN_SPECS[name].dim) and feats.dtype == np.float32 and np.isfinite(feats).all()
-    assert ex.dim == CNN_SPECS[name].dim
+    assert feats.shape == (1, ALL_SPECS[name].dim) and feats.dtype == np.float32 and np.isfinite(feats).all()
+    assert ex.dim == ALL_SPECS[name].dim
 
 
 def test_registry_lists_the_paper_networks():
-    assert {"vgg16", "vgg19", "resnet50", "densenet121", "efficientnet_lite0"} <= set(extractor_names())
+    assert {"vgg16", "vgg19", "resnet18", "resnet50", "densenet121", "efficientnet_lite0"} <= set(extractor_names())
 
 
 def test_unknown_network():

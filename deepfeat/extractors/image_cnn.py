@@ -4,19 +4,27 @@ Each network has a default layer (the penultimate representation used in the lit
 accepts any other node name of its torchvision graph (``deepfeat extract -n vgg16 --layer
 classifier.1``). Weights: ``imagenet`` (through :mod:`deepfeat.weights`), ``none`` (random
 initialisation with a fixed seed: the "no pre-training" rows) or a checkpoint path.
+
+Adding a torchvision network is one :data:`CNN_SPECS` entry: its feature layer, dimension and
+the file name of torchvision's ImageNet checkpoint (kept here as plain data, so listing weights
+never imports torchvision; a test checks them against torchvision's ``Weights`` enums).
 """
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
+from typing import ClassVar
+
 import numpy as np
 import torch
 
 from ..config import PlotConfig
 from ..errors import ConfigError
-from ..models.efficientnet_lite import LITE_MEAN, LITE_STD, LITE_VARIANTS, EfficientNetLite
 from ..render import spectrogram_image
-from .base import TorchExtractor, register_extractor, row_batches
+from ..weights import WeightsFile, register
+from .base import TorchExtractor, row_batches
+from .registry import register_extractor
 
 log = logging.getLogger(__name__)
 
@@ -24,30 +32,47 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+#: where torchvision's ImageNet checkpoints are published
+TORCHVISION_MODELS_URL = "https://download.pytorch.org/models/"
+
+
 @dataclass(frozen=True)
 class CNNSpec:
-    default_layer: str  #: torchvision graph node giving the features
+    """One image CNN: the layer its features come from and the images it expects."""
+
+    default_layer: str  #: graph node giving the features
     dim: int  #: feature dimension at the default layer
+    imagenet: str | None = None  #: file name of torchvision's ImageNet checkpoint (IMAGENET1K_V1)
     input_size: int = 224  #: pixels (square)
     mean: tuple = IMAGENET_MEAN
     std: tuple = IMAGENET_STD
 
 
 CNN_SPECS: dict[str, CNNSpec] = {
-    "vgg16": CNNSpec("classifier.4", 4096),  # fc2 after its ReLU (Keras' "fc2")
-    "vgg19": CNNSpec("classifier.4", 4096),
-    "alexnet": CNNSpec("classifier.5", 4096),  # fc7 after its ReLU
-    "resnet50": CNNSpec("flatten", 2048),  # global average pool
-    "densenet121": CNNSpec("flatten", 1024),
-    "densenet201": CNNSpec("flatten", 1920),
-    "mobilenet_v2": CNNSpec("flatten", 1280),
-    "efficientnet_b0": CNNSpec("flatten", 1280),
-    "inception_v3": CNNSpec("flatten", 2048, input_size=299),
-    "convnext_tiny": CNNSpec("classifier.1", 768),
-    **{name: CNNSpec("pool", 1280, input_size=res, mean=LITE_MEAN, std=LITE_STD)
-       for name, (_, _, res) in LITE_VARIANTS.items() if name in ("efficientnet_lite0", "efficientnet_lite1",
-                                                                 "efficientnet_lite2")},
+    "vgg16": CNNSpec("classifier.4", 4096, "vgg16-397923af.pth"),  # fc2 after its ReLU (Keras' "fc2")
+    "vgg19": CNNSpec("classifier.4", 4096, "vgg19-dcbb9e9d.pth"),
+    "alexnet": CNNSpec("classifier.5", 4096, "alexnet-owt-7be5be79.pth"),  # fc7 after its ReLU
+    "resnet18": CNNSpec("flatten", 512, "resnet18-f37072fd.pth"),  # global average pool
+    "resnet50": CNNSpec("flatten", 2048, "resnet50-0676ba61.pth"),
+    "densenet121": CNNSpec("flatten", 1024, "densenet121-a639ec97.pth"),
+    "densenet201": CNNSpec("flatten", 1920, "densenet201-c1103571.pth"),
+    "mobilenet_v2": CNNSpec("flatten", 1280, "mobilenet_v2-b0353104.pth"),
+    "efficientnet_b0": CNNSpec("flatten", 1280, "efficientnet_b0_rwightman-7f5810bc.pth"),
+    "inception_v3": CNNSpec("flatten", 2048, "inception_v3_google-0cc3c7bd.pth", input_size=299),
+    "convnext_tiny": CNNSpec("classifier.1", 768, "convnext_tiny-983f1562.pth"),
 }
+
+
+def torchvision_imagenet(network: str, filename: str) -> WeightsFile:
+    """The weights entry ``{network}-imagenet`` of a torchvision checkpoint; the 8+ hex digits
+    in its file name are a prefix of the file's sha256."""
+    digest = re.search(r"-([0-9a-f]{8,})\.", filename)
+    return WeightsFile(name=f"{network}-imagenet", filename=filename, sha256=digest.group(1) if digest else None,
+                       url=TORCHVISION_MODELS_URL + filename, licence="BSD-3-Clause (torchvision)", torch_hub=True)
+
+
+for _network, _spec in CNN_SPECS.items():
+    register(torchvision_imagenet(_network, _spec.imagenet))
 
 
 def _build_torchvision(name: str, pretrained: bool) -> torch.nn.Module:
@@ -61,16 +86,22 @@ def _build_torchvision(name: str, pretrained: bool) -> torch.nn.Module:
 
 @register_extractor(*CNN_SPECS)
 class ImageCNNExtractor(TorchExtractor):
-    """Mel image → frozen image CNN → activations of one layer (pooled/flattened)."""
+    """Mel image → frozen image CNN → activations of one layer (pooled/flattened).
+
+    Subclasses for networks that are not torchvision's set :attr:`SPECS` and override
+    :meth:`build_network` and :meth:`select_layer`.
+    """
 
     kind = "image"
     default_weights = "imagenet"
+    SPECS: ClassVar[dict[str, CNNSpec]] = CNN_SPECS  #: the networks of this class
 
     def __init__(self, name: str, plot: PlotConfig | None = None, batch_size: int | None = None,
                  optimize: bool = True, **kwargs):
-        if name not in CNN_SPECS:
-            raise ConfigError(f"unknown image network {name!r}")
-        self.spec = CNN_SPECS[name]
+        if name not in self.SPECS:
+            raise ConfigError(f"unknown image network {name!r} for {type(self).__name__}; "
+                              f"choose one of {', '.join(self.SPECS)}")
+        self.spec = self.SPECS[name]
         plot = plot or PlotConfig()
         if plot.size != (self.spec.input_size,) * 2:
             plot = PlotConfig(**{**plot.__dict__, "size": (self.spec.input_size, self.spec.input_size)})
@@ -96,25 +127,19 @@ class ImageCNNExtractor(TorchExtractor):
         return spectrogram_image(samples, self.plot)[None]
 
     # --- network (main process) ---------------------------------------------------------------
-    @property
-    def WEIGHTS(self) -> dict[str, str]:  # noqa: N802 - the registry entry of this architecture
-        return {"imagenet": f"{self.name}-imagenet"}
+    @classmethod
+    def weights_names(cls, network: str) -> dict[str, str]:
+        return {"imagenet": f"{network}-imagenet"}
 
     @property
     def checkpoint_hint(self) -> str:
         return f"a {self.name} checkpoint"
 
     def build_network(self, pretrained: bool) -> torch.nn.Module:
-        if self.name.startswith("efficientnet_lite"):
-            return EfficientNetLite(self.name)
         return _build_torchvision(self.name, pretrained=pretrained)
 
-    def _build(self) -> torch.nn.Module:
-        net = self.load_network()
-        if self.name.startswith("efficientnet_lite"):
-            if self.layer not in ("pool", "logits"):
-                raise ConfigError(f"layer {self.layer!r} of {self.name}: choose pool (1280-d) or logits (1000-d)")
-            return net if self.layer == "logits" else _Pooled(net)
+    def select_layer(self, net: torch.nn.Module) -> torch.nn.Module:
+        """The loaded network → a module whose output is :attr:`layer`'s activations."""
         from torchvision.models.feature_extraction import create_feature_extractor, get_graph_node_names
 
         nodes = get_graph_node_names(net)[1]
@@ -123,7 +148,7 @@ class ImageCNNExtractor(TorchExtractor):
         return create_feature_extractor(net, {self.layer: "features"})
 
     def load(self) -> None:
-        model = self._build().to(self.device).to(memory_format=self.memory_format)
+        model = self.select_layer(self.load_network()).to(self.device).to(memory_format=self.memory_format)
         if self.use_half:
             model = model.half()
         if self.device.type == "cpu" and self.optimize:
@@ -179,11 +204,3 @@ def _frozen_for_cpu(model: torch.nn.Module, example_shape: tuple[int, ...]) -> t
         log.info("running %s eagerly: tracing failed (%s)", type(model).__name__, e)
         return model
 
-
-class _Pooled(torch.nn.Module):
-    def __init__(self, net: EfficientNetLite):
-        super().__init__()
-        self.net = net
-
-    def forward(self, x):
-        return self.net.forward_features(x)

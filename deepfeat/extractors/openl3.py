@@ -27,10 +27,21 @@ from ..audio import frame_windows
 from ..errors import ConfigError, WeightsError
 from ..models.openl3 import CONTENT_TYPES, EMBEDDING_SIZES, INPUT_REPRS, SAMPLE_RATE, OpenL3, infer_input_repr, \
     openl3_state_dict
-from .base import TorchExtractor, register_extractor
+from ..weights import WeightsFile, register
+from .base import TorchExtractor
+from .registry import register_extractor
 
 WINDOW_SECONDS = 1.0
 _NAME_PATTERN = re.compile(r"(linear|mel128|mel256)_(env|music)")
+_MODELS_URL = "https://github.com/torchopenl3/torchopenl3-models/raw/master/"
+
+# One torchopenl3 file per content type and input representation (the _512 and _6144 files hold
+# the same layers). Checksums not recorded.
+for _content in CONTENT_TYPES:
+    for _repr in INPUT_REPRS:
+        _file = f"torchopenl3_{_repr}_{_content}_512.pth.tar"
+        register(WeightsFile(name=f"openl3-{_content}_{_repr}", filename=_file, url=_MODELS_URL + _file,
+                             licence="CC BY 4.0 (OpenL3 model weights)"))
 
 
 @register_extractor("openl3")

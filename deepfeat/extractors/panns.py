@@ -18,9 +18,19 @@ import torch
 from ..audio import frame_windows
 from ..errors import ConfigError, WeightsError
 from ..models.cnn14 import AUDIOSET_CLASSES, Cnn14, cnn14_state_dict
-from .base import TorchExtractor, register_extractor
+from ..weights import WeightsFile, register
+from .base import TorchExtractor
+from .registry import register_extractor
 
 PANNS_LAYERS = {"embedding": 2048, "scores": AUDIOSET_CLASSES}
+
+# The official AudioSet checkpoint (a dict whose "model" entry is the state dict). Its size and
+# sha256 are not recorded (not verified by deepfeat): any file of that name is accepted.
+register(WeightsFile(
+    name="panns_cnn14-audioset", filename="Cnn14_mAP=0.431.pth",
+    url="https://zenodo.org/record/3987831/files/Cnn14_mAP%3D0.431.pth?download=1",
+    licence="see Zenodo record 3987831 (PANNs, Kong et al. 2020)",
+))
 
 
 @register_extractor("panns_cnn14")
