@@ -274,7 +274,8 @@ def bench_crnn(manifest, scratch: Path, sizes: Sizes, device) -> dict:
         ``mel_cache_seconds``, ``seconds_per_epoch`` (median over the epochs), ``train_clips_per_s``
         and ``projected_100_epochs_minutes``.
     """
-    from deepfeat.crnn import CRNN_MEL, DEFAULT_DURATION, TrainingConfig, ensure_mel_cache, read_mels, train_crnn
+    from deepfeat.crnn import CRNN_MEL, DEFAULT_DURATION, TrainingConfig, train_crnn
+    from deepfeat.mel_cache import ensure_mel_cache, read_mels
 
     subset = head(manifest, sizes.crnn_clips)
     cache = scratch / "crnn-mels.h5"
