@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .options import quiet_option
+from .options import LibraryDefault, quiet_option
 from .plot_options import plot_config_from, plot_options
 
 
@@ -23,6 +23,12 @@ def _list_networks(ctx, _param, value):
         ctx.exit()
 
 
+def _clips_per_batch() -> int:
+    from deepfeat.extract import CLIPS_PER_BATCH
+
+    return CLIPS_PER_BATCH
+
+
 @click.command("extract")
 @click.option("--list", "list_networks", is_flag=True, expose_value=False, is_eager=True, callback=_list_networks,
               help="List the available networks and exit.")
@@ -34,7 +40,7 @@ def _list_networks(ctx, _param, value):
 @click.option("--layer", default=None, help="Network layer to read (default: the network's penultimate layer).")
 @click.option("--labels", "audio_root", default=None, type=click.Path(exists=True, file_okay=False),
               help="With a label CSV as DATA: folder its file paths are relative to.")
-@click.option("--batch-size", type=int, default=32, show_default=True,
+@click.option("--batch-size", type=int, default=LibraryDefault(_clips_per_batch), show_default=True,
               help="Clips per committed batch (the network's own batch is chosen per device).")
 @click.option("--workers", type=int, default=None, help="Front-end worker processes (default: CPU count, at most 4).")
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 ... (default: CUDA when available).")

@@ -9,33 +9,6 @@ quiet_option = click.option("-q", "--quiet", is_flag=True, help="No progress bar
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON instead of a table.")
 fold_option = click.option("--fold", type=int, default=5, show_default=True,
                            help="Held-out test fold; the other folds form the development set.")
-# The SVM's choices, spelled out so that `--help` needs no scikit-learn import; a test checks they
-# equal deepfeat.svm's SVM_KINDS, DEFAULT_C_GRID and deepfeat.evaluation.SCORE_NAMES.
-SVM_KINDS = ("svc", "linearsvc")
-DEFAULT_C_GRID_TEXT = "1e-05,0.0001,0.001,0.01,0.1,1,10"
-SCORE_NAMES = ("accuracy", "macro_f1", "uar")
-svm_option = click.option("--svm", "kind", type=click.Choice(SVM_KINDS), default=SVM_KINDS[0], show_default=True,
-                          help="svc: libsvm on a precomputed linear kernel (fast up to a few thousand rows); "
-                               "linearsvc: liblinear (for many rows).")
-c_grid_option = click.option("--c-grid", default=DEFAULT_C_GRID_TEXT, show_default=True,
-                             help="Comma-separated values of the SVM complexity C to choose from.")
-select_metric_option = click.option("--select-metric", type=click.Choice(SCORE_NAMES), default=SCORE_NAMES[0],
-                                    show_default=True,
-                                    help="What the cross-validation over the development folds maximises.")
-
-
-def show_run(metrics: dict | list, as_json: bool, quiet: bool) -> None:
-    """Print a run's metrics: JSON, or the summary table and the run folder (nothing with ``quiet``)."""
-    from deepfeat.evaluation import jsonable, summary_table
-
-    if as_json:
-        click.echo(json.dumps(jsonable(metrics), indent=2))
-        return
-    if quiet:
-        return
-    for m in metrics if isinstance(metrics, list) else [metrics]:
-        click.echo(summary_table(m))
-        click.echo(f"wrote {m['run_dir']}")
 
 
 class LazyChoice(click.Choice):
@@ -56,3 +29,60 @@ class LazyChoice(click.Choice):
     @choices.setter
     def choices(self, value):
         self._choices = tuple(value)
+
+
+class LibraryDefault:
+    """An option default read from the library when it is needed (parsing, or the subcommand's
+    own ``--help``), not when the command line is loaded: ``deepfeat --help`` imports nothing heavy."""
+
+    def __init__(self, read):
+        self.read = read
+
+    def __call__(self):
+        return self.read()
+
+    def __str__(self) -> str:
+        return str(self.read())
+
+
+def _svm_kinds():
+    from deepfeat.svm import SVM_KINDS
+
+    return SVM_KINDS
+
+
+def _c_grid_text() -> str:
+    from deepfeat.svm import DEFAULT_C_GRID
+
+    return ",".join(f"{c:g}" for c in DEFAULT_C_GRID)
+
+
+def _score_names():
+    from deepfeat.evaluation import SCORE_NAMES
+
+    return SCORE_NAMES
+
+
+svm_option = click.option("--svm", "kind", type=LazyChoice(_svm_kinds), default=LibraryDefault(lambda: _svm_kinds()[0]),
+                          show_default=True,
+                          help="svc: libsvm on a precomputed linear kernel (fast up to a few thousand rows); "
+                               "linearsvc: liblinear (for many rows).")
+c_grid_option = click.option("--c-grid", default=LibraryDefault(_c_grid_text), show_default=True,
+                             help="Comma-separated values of the SVM complexity C to choose from.")
+select_metric_option = click.option("--select-metric", type=LazyChoice(_score_names),
+                                    default=LibraryDefault(lambda: _score_names()[0]), show_default=True,
+                                    help="What the cross-validation over the development folds maximises.")
+
+
+def show_run(metrics: dict | list, as_json: bool, quiet: bool) -> None:
+    """Print a run's metrics: JSON, or the summary table and the run folder (nothing with ``quiet``)."""
+    from deepfeat.evaluation import jsonable, summary_table
+
+    if as_json:
+        click.echo(json.dumps(jsonable(metrics), indent=2))
+        return
+    if quiet:
+        return
+    for m in metrics if isinstance(metrics, list) else [metrics]:
+        click.echo(summary_table(m))
+        click.echo(f"wrote {m['run_dir']}")

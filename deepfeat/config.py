@@ -96,6 +96,44 @@ class PlotConfig:
         return cls(**d)
 
 
+DEFAULT_PRESET = "fine"  #: the window/hop preset of :class:`MelConfig`'s defaults
+
+
+def plot_config(preset: str = DEFAULT_PRESET, window: float | None = None, hop: float | None = None,
+                **settings) -> PlotConfig:
+    """A :class:`PlotConfig` from flat settings, as the ``plot``/``extract`` options give them.
+
+    Parameters
+    ----------
+    preset : str
+        A key of :data:`MEL_PRESETS` giving the mel window and hop (seconds).
+    window, hop : float, optional
+        Seconds; override the preset's.
+    **settings
+        Any field of :class:`MelConfig` (``n_mels``, ``sample_rate``, ``fmin``, ``fmax``,
+        ``clip_db``) or of :class:`PlotConfig` (``duration``, ``segment``, ``colormap``, ``renderer``,
+        ``interpolation``, ``size``); None leaves a field at its default.
+    """
+    mel_fields = {f.name for f in dataclasses.fields(MelConfig)}
+    plot_fields = {f.name for f in dataclasses.fields(PlotConfig)} - {"mel"}
+    unknown = set(settings) - mel_fields - plot_fields
+    if unknown:
+        raise ConfigError(f"unknown plot setting(s) {', '.join(sorted(unknown))}")
+    given = {k: v for k, v in settings.items() if v is not None}
+    mel = MelConfig.from_preset(preset, **{k: v for k, v in given.items() if k in mel_fields},
+                                **{k: v for k, v in (("window", window), ("hop", hop)) if v is not None})
+    plot = {k: tuple(v) if k in ("segment", "size") else v for k, v in given.items() if k in plot_fields}
+    return PlotConfig(mel=mel, **plot)
+
+
+def field_default(cls, name: str):
+    """The default of dataclass field ``name`` of ``cls`` (read without instantiating ``cls``)."""
+    field_ = next(f for f in dataclasses.fields(cls) if f.name == name)
+    if field_.default_factory is not dataclasses.MISSING:
+        return field_.default_factory()
+    return field_.default
+
+
 def canonical_json(obj) -> str:
     """JSON with sorted keys and tuples as lists: equal configurations give equal strings."""
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=list)

@@ -6,6 +6,7 @@ import json
 import logging
 import platform
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -114,88 +115,138 @@ def default_workers() -> int:
     return max(1, min(4, (os.cpu_count() or 2)))
 
 
-def extract_features(manifest: Manifest, extractor: Extractor, out: str | Path, *, clips_per_batch: int = 32,
-                     workers: int | None = None, on_error: str = "skip", overwrite: bool = False,
-                     progress: bool = True) -> Path:
-    """Extract features of every clip into the HDF5 store ``out``; resumes an interrupted run.
+CLIPS_PER_BATCH = 32  #: clips per committed batch of the store's journal
 
-    ``on_error="skip"`` records undecodable clips in the store's ``skipped`` group and the log and
-    goes on; ``"fail"`` stops at the first one with its error. Returns the store's path.
-    """
-    out = Path(out)
-    if not extractor.is_loaded:
-        extractor.load()
-    config = store_config(manifest, extractor)
-    if not overwrite and store_status(out, config) == "complete":
-        log.info("%s: already complete for this configuration; nothing to do", out)
-        return out
-    writer = StoreWriter(out, config, manifest.label_names, len(manifest), overwrite=overwrite, attrs={
-        "network": extractor.name, "layer": str(extractor.layer), "weights": extractor.weights,
-        "weights_sha256": extractor.weights_sha256 or "", "dataset": manifest.name,
-        "manifest_sha256": manifest.fingerprint(), "versions": json.dumps(versions())})
-    handler = logging.FileHandler(str(out) + ".log")  # every run appends: commits, skips, resumes
+
+class _Laps:
+    """Seconds since the previous call (the first: since construction)."""
+
+    def __init__(self):
+        self.last = time.perf_counter()
+
+    def __call__(self) -> float:
+        now = time.perf_counter()
+        seconds, self.last = now - self.last, now
+        return seconds
+
+
+def _open_writer(manifest: Manifest, extractor: Extractor, out: Path, overwrite: bool) -> StoreWriter:
+    return StoreWriter(out, store_config(manifest, extractor), manifest.label_names, len(manifest),
+                       overwrite=overwrite, attrs={
+                           "network": extractor.name, "layer": str(extractor.layer), "weights": extractor.weights,
+                           "weights_sha256": extractor.weights_sha256 or "", "dataset": manifest.name,
+                           "manifest_sha256": manifest.fingerprint(), "versions": json.dumps(versions())})
+
+
+@contextmanager
+def _run_log(out: Path):
+    """Log this run to ``OUT.h5.log`` (every run appends: commits, skips, resumes)."""
+    handler = logging.FileHandler(str(out) + ".log")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     handler.setLevel(logging.INFO)
     log.setLevel(logging.INFO)
     log.addHandler(handler)
-    labels, folds, ids = manifest.label_indices(), manifest.folds(), manifest.ids()
-    start = writer.clips_done
-    if start:
-        log.info("resuming %s at clip %d/%d", out, start, len(manifest))
-    workers = default_workers() if workers is None else workers
-    loader = DataLoader(ClipFrontend(manifest, extractor, start), batch_size=clips_per_batch, shuffle=False,
-                        num_workers=workers, collate_fn=_collate, prefetch_factor=4 if workers else None,
-                        multiprocessing_context="fork" if workers else None)
-    done = start
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(manifest), initial=start, unit="clip", desc=f"extract {extractor.name}")
     try:
-        t0 = time.perf_counter()
-        for batch in loader:
-            good = [c for c in batch if c.error is None]
-            skipped = [(ids[c.index], c.error) for c in batch if c.error is not None]
-            for clip_id, reason in skipped:
-                if on_error == "fail":
-                    raise AudioError(reason)
-                log.warning("skipped %s: %s", clip_id, reason)
-            rows, row_ids, row_labels, row_folds, row_starts = [], [], [], [], []
-            if good:
-                feats = extractor.embed(np.concatenate([c.inputs for c in good]))
-                offset = 0
-                for c in good:
-                    for count, seg_start in zip(c.counts, c.starts):
-                        rows.append(feats[offset:offset + count].mean(axis=0))
-                        offset += count
-                        row_ids.append(ids[c.index])
-                        row_labels.append(labels[c.index])
-                        row_folds.append(folds[c.index])
-                        row_starts.append(seg_start)
-            done = batch[-1].index + 1
-            writer.commit(np.stack(rows) if rows else np.zeros((0, 0), np.float32), row_ids, row_labels, row_folds,
-                          row_starts if extractor.segment else None, clips_done=done, skipped=skipped,
-                          seconds=time.perf_counter() - t0)
-            t0 = time.perf_counter()
-            log.info("committed %d/%d clips", done, len(manifest))
-            if bar is not None:
-                bar.update(len(batch))
-    except BaseException:
-        writer.close()
-        if bar is not None:
-            bar.close()
+        yield
+    finally:
         log.removeHandler(handler)
         handler.close()
-        raise
-    if bar is not None:
-        bar.close()
-    total = writer.seconds()
-    path = writer.finish({"extract_seconds": total, "clips_per_second": (len(manifest) / total) if total > 0 else 0.0,
-                          "device": str(extractor.device)})
-    log.info("wrote %s (%d clips, %.1f s)", path, len(manifest), total)
-    log.removeHandler(handler)
-    handler.close()
+
+
+def _rows(batch: list[PreparedClip], extractor: Extractor, manifest: Manifest, labels: np.ndarray) -> dict:
+    """Feature rows of a batch's decoded clips: one per segment, the mean over its model inputs."""
+    good = [c for c in batch if c.error is None]
+    rows = {"features": [], "ids": [], "labels": [], "folds": [], "window_starts": []}
+    if not good:
+        return rows
+    clips = manifest.clips
+    feats = extractor.embed(np.concatenate([c.inputs for c in good]))
+    offset = 0
+    for c in good:
+        for count, start in zip(c.counts, c.starts):
+            rows["features"].append(feats[offset:offset + count].mean(axis=0))
+            offset += count
+            rows["ids"].append(clips[c.index].id)
+            rows["labels"].append(labels[c.index])
+            rows["folds"].append(clips[c.index].fold)
+            rows["window_starts"].append(start)
+    return rows
+
+
+def _commit_batch(writer: StoreWriter, batch: list[PreparedClip], extractor: Extractor, manifest: Manifest,
+                  labels: np.ndarray, on_error: str, lap: _Laps) -> None:
+    skipped = [(manifest.clips[c.index].id, c.error) for c in batch if c.error is not None]
+    for clip_id, reason in skipped:
+        if on_error == "fail":
+            raise AudioError(reason)
+        log.warning("skipped %s: %s", clip_id, reason)
+    rows = _rows(batch, extractor, manifest, labels)
+    done = batch[-1].index + 1
+    features = np.stack(rows["features"]) if rows["features"] else np.zeros((0, 0), np.float32)
+    writer.commit(features, rows["ids"], rows["labels"], rows["folds"],
+                  rows["window_starts"] if extractor.segment else None, clips_done=done, skipped=skipped,
+                  seconds=lap())
+    log.info("committed %d/%d clips", done, len(manifest))
+
+
+def extract_features(manifest: Manifest, extractor: Extractor, out: str | Path, *,
+                     clips_per_batch: int = CLIPS_PER_BATCH, workers: int | None = None, on_error: str = "skip",
+                     overwrite: bool = False, progress: bool = True) -> Path:
+    """Extract features of every clip of ``manifest`` into the HDF5 store ``out``; resumes an
+    interrupted run.
+
+    Parameters
+    ----------
+    manifest : Manifest
+    extractor : Extractor
+        Loaded here if it is not yet.
+    out : str or Path
+        The store; its journal is ``OUT.h5.partial/``, its log ``OUT.h5.log``.
+    clips_per_batch : int
+        Clips per committed batch.
+    workers : int, optional
+        Front-end worker processes (default :func:`default_workers`; 0: in this process).
+    on_error : {"skip", "fail"}
+        ``skip`` records undecodable clips in the store's ``skipped`` group and the log and goes
+        on; ``fail`` stops at the first one with its error.
+    overwrite : bool
+        Replace a store (or journal) of another configuration.
+    progress : bool
+        A progress bar.
+
+    Returns
+    -------
+    Path
+        The store.
+    """
+    out = Path(out)
+    if not extractor.is_loaded:
+        extractor.load()
+    if not overwrite and store_status(out, store_config(manifest, extractor)) == "complete":
+        log.info("%s: already complete for this configuration; nothing to do", out)
+        return out
+    writer = _open_writer(manifest, extractor, out, overwrite)
+    with _run_log(out):
+        start = writer.clips_done
+        if start:
+            log.info("resuming %s at clip %d/%d", out, start, len(manifest))
+        workers = default_workers() if workers is None else workers
+        loader = DataLoader(ClipFrontend(manifest, extractor, start), batch_size=clips_per_batch, shuffle=False,
+                            num_workers=workers, collate_fn=_collate, prefetch_factor=4 if workers else None,
+                            multiprocessing_context="fork" if workers else None)
+        from tqdm import tqdm
+
+        lap, labels = _Laps(), manifest.label_indices()
+        with tqdm(total=len(manifest), initial=start, unit="clip", desc=f"extract {extractor.name}",
+                  disable=not progress) as bar:
+            for batch in loader:
+                _commit_batch(writer, batch, extractor, manifest, labels, on_error, lap)
+                bar.update(len(batch))
+        total = writer.seconds()
+        path = writer.finish({"extract_seconds": total,
+                              "clips_per_second": (len(manifest) / total) if total > 0 else 0.0,
+                              "device": str(extractor.device)})
+        log.info("wrote %s (%d clips, %.1f s)", path, len(manifest), total)
     return path
 
 

@@ -180,6 +180,21 @@ def _check_splits(data: ProtocolData, test_fold: int, dev_folds: list[int]) -> N
                              "class; every training split needs at least 2 classes")
 
 
+def fold_metrics(units: Units, predictions: np.ndarray, label_names: list[str], dev_folds: list[int],
+                 test_fold: int) -> dict:
+    """Devel metrics (means over development folds of per-fold metrics), test metrics and the
+    per-fold devel accuracies of per-unit class ``predictions`` [U] (indices)."""
+    per_fold = [classification_metrics(units.labels[units.folds == k], predictions[units.folds == k], label_names)
+                for k in dev_folds]
+    devel = {name: float(np.mean([m[name] for m in per_fold])) for name in SCORE_NAMES}
+    test_units = units.folds == test_fold
+    test = classification_metrics(units.labels[test_units], predictions[test_units], label_names)
+    return {"test_fold": int(test_fold), "development_folds": dev_folds,
+            "folds": sorted(int(f) for f in np.unique(units.folds)),
+            **{f"devel_{k}": v for k, v in devel.items()}, **{f"test_{k}": v for k, v in test.items() if k != "n"},
+            "devel_fold_accuracy": {int(k): m["accuracy"] for k, m in zip(dev_folds, per_fold)}}
+
+
 def evaluate_fold(estimator, data: ProtocolData, test_fold: int, *, system: str,
                   checkpoints: Path | None = None) -> FoldResult:
     """Run the protocol (module docstring) of ``estimator`` on ``data`` with test fold ``test_fold``.
@@ -229,15 +244,8 @@ def evaluate_fold(estimator, data: ProtocolData, test_fold: int, *, system: str,
     scores[unit_test] = unit_scores(model, data.folds == test_fold)[unit_test]
 
     predictions = scores.argmax(axis=1)
-    per_fold = [classification_metrics(units.labels[units.folds == k], predictions[units.folds == k], names)
-                for k in dev_folds]
-    devel = {name: float(np.mean([m[name] for m in per_fold])) for name in SCORE_NAMES}
-    test = classification_metrics(units.labels[unit_test], predictions[unit_test], names)
     metrics = {
-        "test_fold": int(test_fold), "development_folds": dev_folds,
-        "folds": sorted(int(f) for f in np.unique(units.folds)),
-        **{f"devel_{k}": v for k, v in devel.items()}, **{f"test_{k}": v for k, v in test.items() if k != "n"},
-        "devel_fold_accuracy": {int(k): m["accuracy"] for k, m in zip(dev_folds, per_fold)},
+        **fold_metrics(units, predictions, names, dev_folds, test_fold),
         **getattr(model, "summary_", {}),
         "estimator": repr(estimator), "unit": units.kind, "n_classes": len(names),
         "n_devel": int((~unit_test).sum()), "n_test": int(unit_test.sum()),

@@ -62,8 +62,8 @@ def make_svm(C: float = 1.0, kind: str = "svc", class_weight: str | None = None,
     from sklearn.preprocessing import StandardScaler
     from sklearn.svm import SVC, LinearSVC
 
-    if class_weight not in (None, "balanced"):
-        raise ConfigError(f"class_weight must be None or 'balanced', got {class_weight!r}")
+    if class_weight not in (None, "balanced") and not isinstance(class_weight, dict):
+        raise ConfigError(f"class_weight must be None, 'balanced' or a dict class → weight, got {class_weight!r}")
     if kind == "svc":
         return Pipeline([("scale", StandardScaler()), ("kernel", LinearKernel()),
                          ("svm", SVC(kernel="precomputed", C=C, class_weight=class_weight,
@@ -138,7 +138,8 @@ class TunedSVM(ClassifierMixin, BaseEstimator):
         The C grid (default 1e-5 … 1e1, one per decade). A single value: no cross-validation.
     kind : {"svc", "linearsvc"}
         SVM implementation (module docstring).
-    class_weight : {None, "balanced"}
+    class_weight : None, "balanced" or dict
+        Per-class weights of the SVM's C (a dict maps class labels to weights).
     select_metric : {"accuracy", "macro_f1", "uar"}
         What the cross-validation maximises (mean over held-out groups); ties go to the smaller C.
     cv : int
@@ -181,9 +182,13 @@ class TunedSVM(ClassifierMixin, BaseEstimator):
         self.classes_, y_index = np.unique(y, return_inverse=True)
         if len(self.classes_) < 2:
             raise ValueError(f"TunedSVM needs at least 2 classes in y, got 1 class ({self.classes_[0]!r})")
+        class_weight = self.class_weight
+        if isinstance(class_weight, dict):  # the pipeline is fitted on class indices
+            index = {str(c): i for i, c in enumerate(self.classes_)}
+            class_weight = {index[str(k)]: v for k, v in class_weight.items() if str(k) in index}
         grid = check_c_grid(self.Cs)
         check_metric(self.select_metric)
-        pipeline = make_svm(kind=self.kind, class_weight=self.class_weight)
+        pipeline = make_svm(kind=self.kind, class_weight=class_weight)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)  # counted in summary_ instead
             best, self.cv_results_, not_converged = (grid[0], None, 0) if len(grid) == 1 else \

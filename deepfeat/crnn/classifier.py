@@ -97,7 +97,7 @@ class CRNNClassifier(ClassifierMixin, BaseEstimator):
         check_classification_targets(y)
         self.classes_, y_index = np.unique(y, return_inverse=True)
         if len(self.classes_) < 2:
-            raise ValueError(f"CRNNClassifier needs at least 2 classes, got {len(self.classes_)}")
+            raise ValueError(f"CRNNClassifier needs at least 2 classes, got {len(self.classes_)} class")
         mels = torch.from_numpy(np.ascontiguousarray(versions.transpose(1, 0, 2, 3)))  # [V, N, n_mels, frames]
         identity = {"data_sha256": _fingerprint(versions, y_index), "classes": [str(c) for c in self.classes_]}
         result = train_crnn(mels, y_index, len(self.classes_), config, checkpoint=checkpoint, identity=identity,
@@ -132,7 +132,8 @@ class CRNNClassifier(ClassifierMixin, BaseEstimator):
 
     def predict(self, X):
         """The most probable class."""
-        return self.classes_[self.predict_proba(X).argmax(axis=1)]
+        proba = self.predict_proba(X)
+        return self.classes_[proba.argmax(axis=1)]
 
     # --- a saved model is a state dict and its description, never a pickle ----------------------
     def save(self, run_dir: str | Path) -> Path:

@@ -50,10 +50,10 @@ class _BlockFusion(ClassifierMixin, BaseEstimator):
         if unknown.size:
             raise ValueError(f"y holds classes not in `classes`: {', '.join(map(str, unknown[:3]))}")
         if len(self.classes_) < 2:
-            raise ValueError(f"{type(self).__name__} needs at least 2 classes, got {len(self.classes_)}")
+            raise ValueError(f"{type(self).__name__} needs at least 2 classes, got {len(self.classes_)} class")
         if X.shape[1] % len(self.classes_):
-            raise ValueError(f"X has {X.shape[1]} columns, not a multiple of the {len(self.classes_)} classes "
-                             "(expected S systems x C classes)")
+            raise ValueError(f"X has {X.shape[1]} feature(s), not a multiple of the {len(self.classes_)} classes "
+                             "(expected S systems x C classes: one score per system and class)")
         blocks = self._blocks(X)
         self.n_systems_ = blocks.shape[1]
         self.mean_ = blocks.mean(axis=(0, 2))
@@ -79,9 +79,15 @@ class _BlockFusion(ClassifierMixin, BaseEstimator):
         if normalise not in NORMALISATIONS:
             raise ConfigError(f"normalise must be one of {', '.join(NORMALISATIONS)}, got {normalise!r}")
 
+    def decision_function(self, X) -> np.ndarray:
+        """Fused scores [N, C] ([N] for two classes: the second class's score minus the first's)."""
+        scores = self._fused(X)
+        return scores[:, 1] - scores[:, 0] if scores.shape[1] == 2 else scores
+
     def predict(self, X):
         """The class with the highest fused score."""
-        return self.classes_[np.argmax(self.decision_function(X), axis=1)]
+        scores = self._fused(X)
+        return self.classes_[np.argmax(scores, axis=1)]
 
 
 class MeanFusion(_BlockFusion):
@@ -101,8 +107,7 @@ class MeanFusion(_BlockFusion):
         self._fit_blocks(X, y)
         return self
 
-    def decision_function(self, X) -> np.ndarray:
-        """Fused scores [N, C]."""
+    def _fused(self, X) -> np.ndarray:
         return self._normalised(X, self.normalise).mean(axis=1)
 
 
@@ -121,7 +126,7 @@ class MajorityVote(_BlockFusion):
         self._fit_blocks(X, y)
         return self
 
-    def decision_function(self, X) -> np.ndarray:
+    def _fused(self, X) -> np.ndarray:
         """Vote shares plus the tie-break [N, C]."""
         z = self._normalised(X, "standard")
         n_systems, n_classes = z.shape[1], z.shape[2]
@@ -172,7 +177,7 @@ class WeightedFusion(_BlockFusion):
         self.summary_ = {"system_weights": self.weights_.tolist()}
         return self
 
-    def decision_function(self, X) -> np.ndarray:
+    def _fused(self, X) -> np.ndarray:
         """Fused logits [N, C]."""
         return np.einsum("nsc,s->nc", self._normalised(X, "standard"), self.weights_) + self.offsets_
 
@@ -216,11 +221,12 @@ class StackingFusion(_BlockFusion):
         self.summary_ = {"best_C": self.best_C_, "cv": self.cv_results_, "select_metric": self.select_metric}
         return self
 
-    def decision_function(self, X) -> np.ndarray:
+    def _fused(self, X) -> np.ndarray:
         """The SVM's decision scores [N, C] (classes absent from training: each row's minimum - 1)."""
         from ..protocol import class_scores
 
-        return class_scores(self.svm_, self._features(X), self.classes_)
+        features = self._features(X)
+        return class_scores(self.svm_, features, self.classes_)
 
 
 METHODS: dict[str, type] = {"stacking": StackingFusion, "weighted": WeightedFusion, "mean": MeanFusion,
