@@ -164,12 +164,8 @@ class TunedSVM(ClassifierMixin, BaseEstimator):
 
     def __init__(self, Cs=DEFAULT_C_GRID, kind: str = "svc", class_weight: str | None = None,
                  select_metric: str = "accuracy", cv: int = 4, n_jobs: int | None = None):
-        self.Cs = Cs
-        self.kind = kind
-        self.class_weight = class_weight
-        self.select_metric = select_metric
-        self.cv = cv
-        self.n_jobs = n_jobs
+        self.Cs, self.kind, self.class_weight = Cs, kind, class_weight
+        self.select_metric, self.cv, self.n_jobs = select_metric, cv, n_jobs
 
     def fit(self, X, y, groups=None, clips=None):
         """Choose C over the splits given by ``groups`` (one group held out at a time; stratified

@@ -72,16 +72,9 @@ class CRNNClassifier(ClassifierMixin, BaseEstimator):
     def __init__(self, architecture="esc", epochs: int = 100, batch_size: int = 64, learning_rate: float = 1e-3,
                  betas=(0.9, 0.999), seed: int = 0, augment: AugmentConfig | None = None,
                  device: str | None = None, progress: bool = False, frontend: dict | None = None):
-        self.architecture = architecture
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.learning_rate = learning_rate
-        self.betas = betas
-        self.seed = seed
-        self.augment = augment
-        self.device = device
-        self.progress = progress
-        self.frontend = frontend
+        self.architecture, self.epochs, self.batch_size = architecture, epochs, batch_size
+        self.learning_rate, self.betas, self.seed, self.augment = learning_rate, betas, seed, augment
+        self.device, self.progress, self.frontend = device, progress, frontend
 
     def training_config(self) -> TrainingConfig:
         """The :class:`TrainingConfig` these parameters describe."""

@@ -62,9 +62,9 @@ class BirdNETExtractor(Extractor):
     """48 kHz 3 s windows → BirdNET V2.4 (TFLite, CPU) → 1024-d embedding (or 6522 class scores)."""
 
     kind = "audio"
-    default_weights = "birdnet_v2.4"
     sample_rate = 48000
     WEIGHTS = {"birdnet_v2.4": "birdnet_v2.4"}  #: -w name → registry entry
+    default_weights = "birdnet_v2.4"
     random_init = False  #: exists only as a trained TFLite model
 
     def __init__(self, name: str = "birdnet", hop: float = WINDOW_SECONDS, threads: int | None = None, **kwargs):

@@ -198,13 +198,8 @@ class StackingFusion(_BlockFusion):
     def __init__(self, Cs=DEFAULT_C_GRID, normalise: str = "softmax", kind: str = "svc",
                  class_weight: str | None = None, select_metric: str = "accuracy", classes=None,
                  n_jobs: int | None = None):
-        self.Cs = Cs
-        self.normalise = normalise
-        self.kind = kind
-        self.class_weight = class_weight
-        self.select_metric = select_metric
-        self.classes = classes
-        self.n_jobs = n_jobs
+        self.Cs, self.normalise, self.kind, self.class_weight = Cs, normalise, kind, class_weight
+        self.select_metric, self.classes, self.n_jobs = select_metric, classes, n_jobs
 
     def _features(self, X) -> np.ndarray:
         blocks = self._normalised(X, self.normalise)
