@@ -16,11 +16,13 @@ import soxr
 from .errors import AudioError
 
 
-def load_audio(path: str | Path, sample_rate: int | None = None) -> tuple[np.ndarray, int]:
+def load_audio(path: str | Path, sample_rate: int | None = None,
+               channel: int | None = None) -> tuple[np.ndarray, int]:
     """Decode ``path`` to mono float32 in [-1, 1]; resample to ``sample_rate`` Hz if given.
 
-    Returns ``(samples, rate)``. Raises :class:`AudioError` naming the file when it cannot be
-    decoded, holds no samples, or contains non-finite values.
+    ``channel`` (0-based) keeps that channel only; None averages every channel. Returns
+    ``(samples, rate)``. Raises :class:`AudioError` naming the file when it cannot be decoded,
+    lacks the channel, holds no samples, or contains non-finite values.
     """
     path = Path(path)
     if not path.is_file():
@@ -29,19 +31,20 @@ def load_audio(path: str | Path, sample_rate: int | None = None) -> tuple[np.nda
         raise AudioError(f"{path}: file is empty (0 bytes); re-export or remove it")
     try:
         data, rate = sf.read(str(path), dtype="float32", always_2d=True)
-        data = data.mean(axis=1)
     except Exception as sf_error:  # noqa: BLE001 - try the slower generic decoder before giving up
         try:
             import librosa
 
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                data, rate = librosa.load(str(path), sr=None, mono=True)
+                data, rate = librosa.load(str(path), sr=None, mono=False)
+            data = np.atleast_2d(data).T  # [samples, channels]
         except Exception:  # noqa: BLE001
             raise AudioError(
                 f"{path}: cannot decode audio ({str(sf_error).splitlines()[0]}); "
                 "the file is corrupt, truncated or not audio: re-encode it (e.g. to wav) or remove it"
             ) from None
+    data = _pick_channel(data, channel, path)
     if data.size == 0:
         raise AudioError(f"{path}: decodes to 0 samples; re-export or remove it")
     if not np.all(np.isfinite(data)):
@@ -50,6 +53,15 @@ def load_audio(path: str | Path, sample_rate: int | None = None) -> tuple[np.nda
         data = resample(data, rate, sample_rate)
         rate = sample_rate
     return np.ascontiguousarray(data, dtype=np.float32), int(rate)
+
+
+def _pick_channel(data: np.ndarray, channel: int | None, path: Path) -> np.ndarray:
+    """[samples, channels] → [samples]: one channel, or the mean of all."""
+    if channel is None:
+        return data.mean(axis=1)
+    if not 0 <= channel < data.shape[1]:
+        raise AudioError(f"{path}: has {data.shape[1]} channel(s), no channel {channel}; read it with --channels mix")
+    return data[:, channel]
 
 
 def resample(samples: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:

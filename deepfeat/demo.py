@@ -53,6 +53,27 @@ def _am_tone(rng, t, sr):
 _GENERATORS = dict(zip(DEMO_CLASSES, (_tone, _sweep, _noise_burst, _clicks, _am_tone)))
 
 
+def demo_clip(target: int, k: int, duration: float = 2.0, sample_rate: int = 22050, seed: int = 0,
+              channels: int = 1) -> np.ndarray:
+    """Clip ``k`` of class ``DEMO_CLASSES[target % 5]``: float32 [samples] (``channels`` > 1:
+    [samples, channels], each channel the clip delayed by a few samples, rescaled and with its own noise)."""
+    t = np.arange(int(duration * sample_rate)) / sample_rate
+    rng = np.random.default_rng([seed, target, k])
+    x = _GENERATORS[DEMO_CLASSES[target % len(DEMO_CLASSES)]](rng, t, sample_rate)
+    x = x / (np.abs(x).max() + 1e-9) * rng.uniform(0.3, 0.9)
+    x = x + rng.standard_normal(t.size) * 10 ** (rng.uniform(-50, -30) / 20)
+    if channels > 1:
+        x = np.stack([np.roll(x, 3 * c) * (1.0 - 0.1 * c) + rng.standard_normal(t.size) * 1e-3
+                      for c in range(channels)], axis=1)
+    return x.astype(np.float32)
+
+
+def write_clip(path: Path, samples: np.ndarray, sample_rate: int) -> None:
+    """A 16-bit WAV (folders created)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, samples, sample_rate, subtype="PCM_16")
+
+
 def write_demo_dataset(out: str | Path, clips_per_class: int = 10, duration: float = 2.0,
                        sample_rate: int = 22050, seed: int = 0) -> Path:
     """Write ``out/audio/*.wav`` and ``out/meta/esc50.csv``; returns ``out``.
@@ -63,17 +84,12 @@ def write_demo_dataset(out: str | Path, clips_per_class: int = 10, duration: flo
     out = Path(out)
     (out / "audio").mkdir(parents=True, exist_ok=True)
     (out / "meta").mkdir(parents=True, exist_ok=True)
-    t = np.arange(int(duration * sample_rate)) / sample_rate
     rows = []
     for target, name in enumerate(DEMO_CLASSES):
         for k in range(clips_per_class):
-            rng = np.random.default_rng([seed, target, k])
-            x = _GENERATORS[name](rng, t, sample_rate)
-            x = x / (np.abs(x).max() + 1e-9) * rng.uniform(0.3, 0.9)
-            x = x + rng.standard_normal(t.size) * 10 ** (rng.uniform(-50, -30) / 20)
             fold = k % 5 + 1
             filename = f"{fold}-{target:03d}{k:03d}-A-{target}.wav"
-            sf.write(out / "audio" / filename, x.astype(np.float32), sample_rate, subtype="PCM_16")
+            write_clip(out / "audio" / filename, demo_clip(target, k, duration, sample_rate, seed), sample_rate)
             rows.append((filename, fold, target, name, "True", f"{target:03d}{k:03d}", "A"))
     with open(out / "meta" / "esc50.csv", "w", newline="") as f:
         writer = csv.writer(f)

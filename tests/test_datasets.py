@@ -85,16 +85,58 @@ def test_label_file_naming_missing_audio(tmp_path, write_wav):
 
 
 @pytest.mark.parametrize("rows,message", [
-    ([["filename", "category"], ["a.wav", "x"]], "missing column"),
-    ([["file", "label", "fold"], ["a.wav", "x", "one"]], "not an integer fold"),
-    ([["file", "label"], ["a.wav", "x"], ["a.wav", "y"]], "more than once"),
-    ([["file", "label"]], "missing column"),
+    ([["filename", "category"], ["a.wav", "x"]], r"labels.csv:1: missing column\(s\) file, label"),
+    ([["file", "label", "fold"], ["a.wav", "x", "one"]], r"labels.csv:2: fold 'one' is not a whole number"),
+    ([["file", "label"], ["a.wav", "x"], ["a.wav", "y"]], r"labels.csv:3: clip 'a' is listed again \(first on line 2\)"),
+    ([["file", "label"]], r"labels.csv: lists no clips"),
+    ([["file", "label", "file"], ["a.wav", "x", "b.wav"]], r"labels.csv:1: column\(s\) 'file' named twice"),
 ])
 def test_wrong_label_files(tmp_path, write_wav, rows, message):
     write_wav("a.wav", tone(), 16000)
     _write(tmp_path / "labels.csv", rows)
     with pytest.raises(ManifestError, match=message):
         load_manifest(tmp_path / "labels.csv")
+
+
+# Issue 14, case 2: label CSVs are parsed strictly; every error names FILE.csv:LINE.
+STRICT_CASES = {
+    "unbalanced quote mid-file": ('file,label,fold\na.wav,x,1\nb.wav,"y,2\nc.wav,x,3\nd.wav",4\n',
+                                  r"labels.csv:3: a quoted field runs over several lines"),
+    "a quote never closed": ('file,label,fold\na.wav,x,1\nb.wav,"y,2\nc.wav,x,3\nd.wav,y,4\n',
+                             r"labels.csv:3: a quote opened on this line is never closed"),
+    "quote inside a field": ('file,label\na.wav,x\nb.wav,"y"z\n', r"labels.csv:3: malformed CSV"),
+    "a row with only a file name": ("file,label,fold\na.wav,x,1\nb.wav\n",
+                                    r"labels.csv:3: 1 field\(s\) but the header has 3"),
+    "an extra field": ("file,label\na.wav,x\nb.wav,y,extra\n", r"labels.csv:3: 3 field\(s\) but the header has 2"),
+    "an empty file cell": ("file,label\na.wav,x\n,y\n", r"labels.csv:3: empty file name"),
+    "a negative fold": ("file,label,fold\na.wav,x,1\nb.wav,y,-3\n", r"labels.csv:3: fold -3 is not a fold number"),
+    "fold zero": ("file,label,fold\na.wav,x,0\nb.wav,y,1\n", r"labels.csv:2: fold 0 is not a fold number"),
+    "an empty fold cell": ("file,label,fold\na.wav,x,1\nb.wav,y,\n", r"labels.csv:3: fold '' is not a whole number"),
+    "a duplicate id": ("file,label\na.wav,x\nsub/../a.wav,y\na.wav,y\n",
+                       r"labels.csv:4: clip 'a' is listed again \(first on line 2\)"),
+    "latin-1 bytes": (b"file,label\na.wav,x\nb.wav,caf\xe9\n", r"labels.csv:3: not UTF-8 text"),
+}
+
+
+@pytest.mark.parametrize("case", list(STRICT_CASES))
+def test_label_csv_is_strict(tmp_path, write_wav, case):
+    text, message = STRICT_CASES[case]
+    for name in "abcd":
+        write_wav(f"{name}.wav", tone(), 16000)
+    path = tmp_path / "labels.csv"
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    with pytest.raises(ManifestError, match=message) as error:
+        load_manifest(path)
+    assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("csv_name,expected", [("labels.csv", "birds"), ("meta.csv", "birds"),
+                                               ("train.csv", "birds"), ("birdsong.csv", "birdsong")])
+def test_generic_csv_stem_takes_the_folder_name(tmp_path, write_wav, csv_name, expected):
+    write_wav("birds/a.wav", tone(), 16000)
+    _write(tmp_path / "birds" / csv_name, [["file", "label"], ["a.wav", "x"]])
+    assert load_manifest(tmp_path / "birds" / csv_name).name == expected
+    assert load_manifest(tmp_path / "birds" / csv_name, name="my-birds").name == "my-birds"
 
 
 @pytest.mark.parametrize("name", ["nothing_here", "notes.txt"])
