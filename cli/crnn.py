@@ -6,7 +6,8 @@ import click
 from deepfeat.augment import AUGMENTATION_NAMES
 from deepfeat.crnn.config import ARCHITECTURES, CRNN_MEL, DEFAULT_DURATION, TrainingConfig
 
-from .options import fold_option, json_option, quiet_option, show_run
+from .dataset_options import dataset_options, read_options
+from .options import fold_option, json_option, quiet_option, select_metric_option, show_run
 
 _TRAINING = TrainingConfig()
 
@@ -43,15 +44,19 @@ _TRAINING = TrainingConfig()
 @click.option("--threads", type=int, default=1, show_default=True,
               help="CPU threads for torch; 0: one per core. The small convolutions gain little from threads.")
 @click.option("--overwrite", is_flag=True, help="Start the trainings again (and replace a mismatched mel cache).")
+@select_metric_option
+@dataset_options
 @json_option
 @quiet_option
 def crnn(data, fold, run_dir, variant, augment, epochs, batch_size, learning_rate, seed, duration, clip_db, window,
-         hop, n_mels, sample_rate, mel_cache, workers, device, threads, overwrite, as_json, quiet):
+         hop, n_mels, sample_rate, mel_cache, workers, device, threads, overwrite, select_metric, as_json, quiet,
+         **dataset_kwargs):
     """Train the CRNN on log-mel spectrograms of DATA: out-of-fold scores for each development fold,
     then a model on all development folds scores the test fold.
 
-    DATA is a labelled dataset with folds (ESC-50/ESC-10, UrbanSound8K, a label CSV with a fold
-    column). An interrupted run resumes from its per-epoch checkpoints when rerun unchanged.
+    DATA is a labelled dataset with folds (ESC-50/ESC-10, UrbanSound8K, DCASE, GTZAN, a label CSV
+    with a fold column). An interrupted run resumes from its per-epoch checkpoints when rerun
+    unchanged. --select-metric is recorded in metrics.json (the model after the last epoch is used).
     """
     import dataclasses
 
@@ -65,10 +70,10 @@ def crnn(data, fold, run_dir, variant, augment, epochs, batch_size, learning_rat
                             augment=AugmentConfig.from_names(augment.split(",")))
     mel = dataclasses.replace(CRNN_MEL, sample_rate=sample_rate, n_mels=n_mels, window=window, hop=hop,
                               clip_db=clip_db)
-    manifest = load_manifest(data)
+    manifest = load_manifest(data, **read_options(dataset_kwargs))
     system = system_name(config)
     run_dir = run_dir or default_run_dir(manifest.name, system)
     metrics = run_crnn(manifest, run_dir, test_fold=fold, config=config, mel=mel, duration=duration,
                        mel_cache=mel_cache, workers=workers, device=device, threads=threads, progress=not quiet,
-                       overwrite=overwrite, system=system)
+                       overwrite=overwrite, system=system, select_metric=select_metric)
     show_run({**metrics, "run_dir": str(run_dir)}, as_json, quiet)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from .dataset_options import dataset_options, read_options
 from .options import LibraryDefault, quiet_option
 from .plot_options import plot_config_from, plot_options
 
@@ -50,21 +51,23 @@ def _clips_per_batch() -> int:
 @click.option("--on-error", type=click.Choice(["skip", "fail"]), default="skip", show_default=True,
               help="skip: record bad clips in the store and log, go on; fail: stop at the first.")
 @click.option("--overwrite", is_flag=True, help="Replace a store made with another configuration.")
+@dataset_options
 @plot_options
 @quiet_option
 def extract(data, network, weights, out, layer, audio_root, batch_size, workers, device, precision, seed, on_error,
             overwrite, quiet, **plot_kwargs):
     """Extract features of every clip in DATA into the HDF5 store OUT.
 
-    DATA is an ESC-50 or UrbanSound8K folder, a folder per class, a flat folder of audio, or a
-    label CSV (file,label[,fold]). An interrupted run resumes when rerun with the same options.
+    DATA is a dataset folder (ESC-50, UrbanSound8K, DCASE 2017 task 1, DCASE 2018 task 5, GTZAN,
+    a folder per class, a flat folder of audio) or a label CSV (file,label[,fold]); README lists
+    the layouts. An interrupted run resumes when rerun with the same options.
     """
     from deepfeat.datasets import load_manifest
     from deepfeat.extract import extract_features, make_extractor
 
     extractor = make_extractor(network, weights=weights, plot=plot_config_from(plot_kwargs), layer=layer,
                                device=device, precision=precision, seed=seed)
-    manifest = load_manifest(data, audio_root)
+    manifest = load_manifest(data, audio_root, **read_options(plot_kwargs))
     path = extract_features(manifest, extractor, out, clips_per_batch=batch_size, workers=workers, on_error=on_error,
                             overwrite=overwrite, progress=not quiet)
     if not quiet:

@@ -7,8 +7,25 @@ import click
 
 quiet_option = click.option("-q", "--quiet", is_flag=True, help="No progress bars or summaries (for scripts).")
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON instead of a table.")
-fold_option = click.option("--fold", type=int, default=5, show_default=True,
-                           help="Held-out test fold; the other folds form the development set.")
+
+
+class FoldType(click.ParamType):
+    """A test fold: a fold number, or ``evaluation`` (the dataset's evaluation partition)."""
+
+    name = "FOLD"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int) or str(value).strip().lower() == "evaluation":
+            return value if isinstance(value, int) else "evaluation"
+        try:
+            return int(value)
+        except ValueError:
+            self.fail(f"{value!r} is neither a fold number nor 'evaluation'", param, ctx)
+
+
+fold_option = click.option("--fold", type=FoldType(), default=5, show_default=True,
+                           help="Held-out test fold, or `evaluation` (a DCASE evaluation set read with its "
+                                "development set); the other folds form the development set.")
 
 
 class LazyChoice(click.Choice):
@@ -69,9 +86,10 @@ svm_option = click.option("--svm", "kind", type=LazyChoice(_svm_kinds), default=
                                "linearsvc: liblinear (for many rows).")
 c_grid_option = click.option("--c-grid", default=LibraryDefault(_c_grid_text), show_default=True,
                              help="Comma-separated values of the SVM complexity C to choose from.")
-select_metric_option = click.option("--select-metric", type=LazyChoice(_score_names),
-                                    default=LibraryDefault(lambda: _score_names()[0]), show_default=True,
-                                    help="What the cross-validation over the development folds maximises.")
+select_metric_option = click.option("--select-metric", type=LazyChoice(_score_names), default=None,
+                                    help="What the cross-validation over the development folds maximises "
+                                         "(default: the dataset's primary metric: macro_f1 for DCASE 2018, "
+                                         "accuracy elsewhere).")
 
 
 def show_run(metrics: dict | list, as_json: bool, quiet: bool) -> None:

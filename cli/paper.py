@@ -7,7 +7,8 @@ import click
 from deepfeat.config import field_default
 from deepfeat.experiment import PAPER_FEATURES, Experiment
 
-from .options import LazyChoice, fold_option
+from .dataset_options import dataset_options, read_options
+from .options import LazyChoice, fold_option, select_metric_option
 
 
 def _methods():
@@ -36,7 +37,10 @@ def _methods():
               help="Results root: runs go to RESULTS/<dataset>/<system>/.")
 @click.option("--device", default=None, help="cpu, cuda, ... for extract and crnn (default: CUDA when available).")
 @click.option("--dry-run", is_flag=True, help="Print the commands and what is already done; run nothing.")
-def paper(data, fold, feature_sets, crnn_epochs, crnn_augment, methods, features_dir, results_root, device, dry_run):
+@select_metric_option
+@dataset_options
+def paper(data, fold, feature_sets, crnn_epochs, crnn_augment, methods, features_dir, results_root, device, dry_run,
+          select_metric, **dataset_kwargs):
     """Run the paper's experiment on DATA end to end: extract every feature set, an SVM on each,
     the CRNN, every fusion group with every method, and the results table
     (RESULTS/<dataset>/README.md). Rerunning skips finished stages.
@@ -45,7 +49,9 @@ def paper(data, fold, feature_sets, crnn_epochs, crnn_augment, methods, features
 
     from deepfeat.experiment import FeatureSpec, run_experiment
 
-    exp = Experiment(Path(data), fold=fold,
+    options = read_options(dataset_kwargs)
+    exp = Experiment(Path(data), fold=fold, channels=options["channels"], dataset_name=options["name"],
+                     n_folds=options["n_folds"], select_metric=select_metric,
                      features=tuple(FeatureSpec.parse(f) for f in feature_sets) or PAPER_FEATURES,
                      crnn_epochs=crnn_epochs or None, crnn_augment=crnn_augment, methods=methods,
                      features_dir=Path(features_dir), results_root=Path(results_root), device=device)

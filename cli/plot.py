@@ -5,6 +5,7 @@ import click
 
 from deepfeat.config import PlotConfig, field_default
 
+from .dataset_options import dataset_options, read_options
 from .options import quiet_option
 from .plot_options import plot_config_from, plot_options
 
@@ -15,6 +16,7 @@ from .plot_options import plot_config_from, plot_options
 @click.option("--size", type=(int, int), default=field_default(PlotConfig, "size"), show_default=True, metavar="H W",
               help="Pixels.")
 @click.option("--limit", type=int, default=None, help="Only the first N clips.")
+@dataset_options
 @plot_options
 @quiet_option
 def plot(data, out, size, limit, quiet, **plot_kwargs):
@@ -23,6 +25,7 @@ def plot(data, out, size, limit, quiet, **plot_kwargs):
     from deepfeat.datasets import load_manifest
     from deepfeat.plot import write_images
 
-    n = write_images(load_manifest(data), plot_config_from(plot_kwargs, size=size), out, limit)
+    manifest = load_manifest(data, **read_options(plot_kwargs))
+    n = write_images(manifest, plot_config_from(plot_kwargs, size=size), out, limit)
     if not quiet:
         click.echo(f"wrote {n} images to {out}")

@@ -9,6 +9,7 @@ argmax (``per_window=True`` scores each window on its own instead); C is chosen 
 """
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -82,10 +83,17 @@ def _check_clips_consistent(fs: FeatureSet) -> None:
 
 def store_data(fs: FeatureSet, per_window: bool = False) -> ProtocolData:
     """A checked feature store as protocol data: rows are the store's rows, units its clips (or
-    windows when ``per_window``)."""
+    windows when ``per_window``: ``<clip>@<start>s``, ``<clip>#ch<k>@<start>s`` for channel rows),
+    with the dataset's evaluation folds and primary metric from the store's attributes."""
     check_feature_set(fs)
-    return ProtocolData.from_rows(fs.features, fs.labels, fs.folds, fs.label_names, ids=fs.ids,
-                                  window_starts=fs.window_starts, per_window=per_window, source=str(fs.path))
+    ids, window_starts = fs.ids, fs.window_starts
+    if per_window and fs.channels is not None:
+        ids = np.array([f"{i}#ch{c}" for i, c in zip(fs.ids, fs.channels)], dtype=object)
+        window_starts = np.zeros(len(ids)) if window_starts is None else window_starts
+    return ProtocolData.from_rows(fs.features, fs.labels, fs.folds, fs.label_names, ids=ids,
+                                  window_starts=window_starts, per_window=per_window, source=str(fs.path),
+                                  evaluation_folds=json.loads(fs.attrs.get("evaluation_folds") or "[]"),
+                                  primary_metric=fs.attrs.get("primary_metric") or "accuracy")
 
 
 def evaluate_store(fs: FeatureSet, test_fold: int, *, estimator=None, per_window: bool = False,
@@ -106,9 +114,9 @@ def default_jobs() -> int:
     return max(1, min(4, os.cpu_count() or 1))
 
 
-def run_svm(store: str | Path, *, fold: int = 5, cv: bool = False, run_dir: str | Path | None = None,
+def run_svm(store: str | Path, *, fold: int | str = 5, cv: bool = False, run_dir: str | Path | None = None,
             kind: str = "svc", class_weight: str | None = None, c_grid=DEFAULT_C_GRID, per_window: bool = False,
-            select_metric: str = "accuracy", n_jobs: int | None = None) -> dict:
+            select_metric: str | None = None, n_jobs: int | None = None) -> dict:
     """``deepfeat svm``: read ``store``, run the fold protocol with a :class:`TunedSVM` on test fold
     ``fold`` (or every fold in turn when ``cv``), write the run folder(s) and return the metrics.
 
@@ -116,14 +124,16 @@ def run_svm(store: str | Path, *, fold: int = 5, cv: bool = False, run_dir: str 
     ----------
     store : str or Path
         A feature store written by ``deepfeat extract``.
-    fold : int
-        Test fold; the other folds form the development set.
+    fold : int or "evaluation"
+        Test fold (or the dataset's evaluation partition); the other folds, evaluation partitions
+        excepted, form the development set.
     cv : bool
         Every fold as test in turn: runs in ``RUN_DIR/fold-<k>/``, mean ± std in ``RUN_DIR/cv_metrics.json``.
     run_dir : str or Path, optional
         Default ``results/<dataset>/<system>``.
     kind, class_weight, c_grid, select_metric
-        :class:`TunedSVM` parameters.
+        :class:`TunedSVM` parameters; ``select_metric`` None: the dataset's primary metric (the
+        store's ``primary_metric``: macro-F1 for DCASE 2018, accuracy elsewhere).
     per_window : bool
         Windowed stores: score each window, not each clip.
     n_jobs : int, optional
@@ -142,9 +152,11 @@ def run_svm(store: str | Path, *, fold: int = 5, cv: bool = False, run_dir: str 
         raise ConfigError(f"{store}: {fs.features.shape[0]} rows are too many for --svm svc (its kernel matrix grows "
                           f"with rows squared; limit {MAX_KERNEL_ROWS}); use --svm linearsvc")
     data = store_data(fs, per_window)
+    select_metric = select_metric or data.primary_metric
     provenance = {"store": str(Path(store)), "store_sha256": file_sha256(store),
                   **{key: fs.attrs.get(key) for key in ("dataset", "network", "layer", "weights")},
-                  "svm": kind, "class_weight": class_weight, "n_features": int(fs.features.shape[1]),
+                  "svm": kind, "class_weight": class_weight, "select_metric": select_metric,
+                  "n_features": int(fs.features.shape[1]),
                   "pooling": "mean decision score over a clip's windows" if fs.windowed and not per_window else None,
                   "read_seconds": time.perf_counter() - t0}
     system = system_name(fs, per_window=per_window)

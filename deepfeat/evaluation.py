@@ -56,8 +56,10 @@ def classification_metrics(y_true, y_pred, label_names: Sequence[str]) -> dict:
     }
 
 
-def development_folds(folds: Iterable[int], test_fold: int, source: str = "") -> list[int]:
-    """Sorted development folds: every fold in ``folds`` (per-row fold numbers) except ``test_fold``.
+def development_folds(folds: Iterable[int], test_fold: int, source: str = "",
+                      evaluation_folds: Iterable[int] = ()) -> list[int]:
+    """Sorted development folds: every fold in ``folds`` (per-row fold numbers) except ``test_fold``
+    and the ``evaluation_folds`` (a separate evaluation partition is only ever a test set).
 
     Raises :class:`ConfigError` if ``test_fold`` is absent, if any row has no fold (0), or if fewer
     than two development folds remain for cross-validation. ``source`` (a file name) prefixes messages.
@@ -73,7 +75,8 @@ def development_folds(folds: Iterable[int], test_fold: int, source: str = "") ->
     if test_fold not in values:
         raise ConfigError(f"{where}fold {test_fold} is not in the data (folds: {available}); "
                           "pass --fold with one of them")
-    dev = [int(v) for v in values if v != test_fold]
+    excluded = {int(f) for f in evaluation_folds}
+    dev = [int(v) for v in values if v != test_fold and int(v) not in excluded]
     if len(dev) < 2:
         raise ConfigError(f"{where}only {len(dev)} development fold(s) besides test fold {test_fold} "
                           f"(folds: {available}); cross-validation needs at least 2")

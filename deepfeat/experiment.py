@@ -69,10 +69,15 @@ PAPER_FEATURES = (
 
 @dataclass
 class Experiment:
-    """What ``deepfeat paper`` runs on one dataset."""
+    """What ``deepfeat paper`` runs on one dataset.
+
+    ``fold``: a fold number or ``"evaluation"``; ``channels``, ``dataset_name``, ``n_folds``: how
+    the dataset is read (:func:`deepfeat.datasets.load_manifest`); ``select_metric``: what the SVMs,
+    stacking fusions and the CRNN select by (None: the dataset's primary metric).
+    """
 
     data: Path
-    fold: int = 5
+    fold: int | str = 5
     features: Sequence[FeatureSpec] = PAPER_FEATURES
     crnn_epochs: int | None = 100  #: None: no CRNN
     crnn_augment: str = "none"
@@ -81,8 +86,30 @@ class Experiment:
     features_dir: Path = Path("features")
     results_root: Path = RESULTS_DIR
     device: str | None = None
+    channels: str = "mix"
+    dataset_name: str | None = None
+    n_folds: int | None = None
+    select_metric: str | None = None
     dataset: str = field(init=False, default="")
     manifest_sha256: str = field(init=False, default="")
+
+    def manifest(self):
+        """The dataset as this experiment reads it."""
+        from .datasets import load_manifest
+
+        return load_manifest(self.data, channels=self.channels, name=self.dataset_name, n_folds=self.n_folds)
+
+    def data_args(self) -> list[str]:
+        """The command-line options that read the dataset this way."""
+        return [*(["--channels", self.channels] if self.channels != "mix" else []),
+                *(["--dataset-name", self.dataset_name] if self.dataset_name else []),
+                *(["--folds", str(self.n_folds)] if self.n_folds else [])]
+
+    def fusion_params(self, method: str) -> dict:
+        """The parameters every fusion of ``method`` gets (stacking: the selection metric)."""
+        from .fusion import fusion_params_for
+
+        return fusion_params_for(method, None, self.select_metric)
 
 
 class Stages:
@@ -92,28 +119,27 @@ class Stages:
         self.exp = exp
 
     def extract(self, spec: FeatureSpec, store: Path) -> None:
-        from .datasets import load_manifest
         from .extract import extract_features, make_extractor
 
         extractor = make_extractor(spec.network, weights=spec.weights, device=self.exp.device)
-        extract_features(load_manifest(self.exp.data), extractor, store, progress=False)
+        extract_features(self.exp.manifest(), extractor, store, progress=False)
 
     def svm(self, store: Path, run_dir: Path) -> None:
         from .classify import run_svm
 
-        run_svm(store, fold=self.exp.fold, run_dir=run_dir)
+        run_svm(store, fold=self.exp.fold, run_dir=run_dir, select_metric=self.exp.select_metric)
 
     def crnn(self, run_dir: Path) -> None:
         from .crnn import run_crnn
-        from .datasets import load_manifest
 
-        run_crnn(load_manifest(self.exp.data), run_dir, test_fold=self.exp.fold, config=crnn_config(self.exp),
-                 device=self.exp.device, progress=False)
+        run_crnn(self.exp.manifest(), run_dir, test_fold=self.exp.fold, config=crnn_config(self.exp),
+                 device=self.exp.device, progress=False, select_metric=self.exp.select_metric)
 
     def fuse(self, paths: list[Path], method: str, group: str, run_dir: Path) -> None:
         from .fusion import run_fusion
 
-        run_fusion(paths, method=method, fold=self.exp.fold, run_dir=run_dir, group=group)
+        run_fusion(paths, method=method, fold=self.exp.fold, run_dir=run_dir, group=group,
+                   params=self.exp.fusion_params(method))
 
     def report(self, results_dir: Path) -> None:
         from .report import write_report
@@ -138,7 +164,7 @@ def _same(a, b) -> bool:
 
 
 # --- done checks: a reason the stage is finished, or None ---------------------------------------
-def svm_done(run_dir: Path, store: Path, fold: int) -> str | None:
+def svm_done(run_dir: Path, store: Path, fold: int, select_metric: str = "accuracy") -> str | None:
     from .classify import DEFAULT_C_GRID
     from .weights import file_sha256
 
@@ -146,6 +172,7 @@ def svm_done(run_dir: Path, store: Path, fold: int) -> str | None:
     if m is None:
         return None
     if (m.get("test_fold") == fold and m.get("store_sha256") == file_sha256(store) and m.get("svm") == "svc"
+            and m.get("select_metric", "accuracy") == select_metric
             and m.get("class_weight") is None and _same(m.get("c_grid"), list(DEFAULT_C_GRID))):
         return "metrics.json matches the store and protocol"
     return None
@@ -168,7 +195,8 @@ def crnn_expected(exp: Experiment) -> tuple[str, dict]:
 
     config = crnn_config(exp)
     return system_name(config), {"training": config.to_dict(), "mel": dataclasses.asdict(CRNN_MEL),
-                                 "duration": DEFAULT_DURATION, "manifest_sha256": exp.manifest_sha256}
+                                 "duration": DEFAULT_DURATION, "manifest_sha256": exp.manifest_sha256,
+                                 "select_metric": exp.select_metric}
 
 
 def crnn_done(run_dir: Path, exp: Experiment, expected: dict) -> str | None:
@@ -212,7 +240,8 @@ def _extract_all(exp: Experiment, stages: Stages, echo: Echo, dry_run: bool) -> 
     device = ["--device", exp.device] if exp.device else []
     for spec in exp.features:
         store = spec.store(exp.features_dir, exp.dataset)
-        _step(echo, dry_run, ["extract", str(exp.data), *spec.extract_args(), "-o", str(store), "-q", *device],
+        _step(echo, dry_run, ["extract", str(exp.data), *exp.data_args(), *spec.extract_args(), "-o", str(store),
+                              "-q", *device],
               lambda spec=spec, store=store: stages.extract(spec, store))
         stores.append(store)
     return stores
@@ -229,11 +258,12 @@ def _svm_all(exp: Experiment, stages: Stages, stores: list[Path], echo: Echo, dr
             continue
         run_dir = _run_dir(exp, system_name(read_store(store)))
         planned.append(run_dir)
-        reason = svm_done(run_dir, store, exp.fold)
+        reason = svm_done(run_dir, store, exp.fold, exp.select_metric)
         if reason:
             echo(f"  skip {run_dir}: {reason}")
             continue
-        _step(echo, dry_run, ["svm", str(store), "--fold", str(exp.fold), "-o", str(run_dir), "-q"],
+        _step(echo, dry_run, ["svm", str(store), "--fold", str(exp.fold), "--select-metric", exp.select_metric,
+                              "-o", str(run_dir), "-q"],
               lambda store=store, run_dir=run_dir: stages.svm(store, run_dir))
     return planned
 
@@ -246,8 +276,9 @@ def _crnn(exp: Experiment, stages: Stages, echo: Echo, dry_run: bool) -> Path:
         echo(f"  skip {run_dir}: {reason}")
         return run_dir
     device = ["--device", exp.device] if exp.device else []
-    _step(echo, dry_run, ["crnn", str(exp.data), "--fold", str(exp.fold), "-o", str(run_dir), "--epochs",
-                          str(exp.crnn_epochs), "--augment", exp.crnn_augment, "-q", *device],
+    _step(echo, dry_run, ["crnn", str(exp.data), *exp.data_args(), "--fold", str(exp.fold), "-o", str(run_dir),
+                          "--epochs", str(exp.crnn_epochs), "--augment", exp.crnn_augment,
+                          "--select-metric", exp.select_metric, "-q", *device],
           lambda: stages.crnn(run_dir))
     return run_dir
 
@@ -277,12 +308,14 @@ def _fuse_groups(exp: Experiment, stages: Stages, singles: list[Path], results_d
         for method in exp.methods:
             run_dir = results_dir / fused_system_name(method, systems, group)
             planned.append(run_dir)
-            reason = fuse_done(run_dir, fusion_config(paths, systems, method, fusion_params(method), group))
+            params = exp.fusion_params(method)
+            reason = fuse_done(run_dir, fusion_config(paths, systems, method, fusion_params(method, params), group))
             if reason:
                 echo(f"  skip {run_dir}: {reason}")
                 continue
+            metric = ["--select-metric", params["select_metric"]] if "select_metric" in params else []
             _step(echo, dry_run, ["fuse", "--group", group, *map(str, paths), "-m", method, "--fold", str(exp.fold),
-                                  "-o", str(run_dir), "-q"],
+                                  *metric, "-o", str(run_dir), "-q"],
                   lambda paths=paths, method=method, group=group, run_dir=run_dir:
                   stages.fuse(paths, method, group, run_dir))
     return planned
@@ -293,14 +326,17 @@ def run_experiment(exp: Experiment, *, stages: Stages | None = None, echo: Echo 
     """Run every unfinished stage of ``exp`` (see the module docstring); returns the results
     folder of the dataset. ``dry_run`` prints the commands and what would be skipped.
     ``stages`` (default :class:`Stages`) runs each stage."""
-    from .datasets import load_manifest
+    from .protocol import resolve_test_fold
 
-    manifest = load_manifest(exp.data)
+    manifest = exp.manifest()
     exp.dataset, exp.manifest_sha256 = manifest.name, manifest.fingerprint()
+    exp.fold = resolve_test_fold(exp.fold, manifest.evaluation_folds, str(exp.data))
+    exp.select_metric = exp.select_metric or manifest.primary_metric
     stages = stages or Stages(exp)
     results_dir = _run_dir(exp, "any").parent
 
-    echo(f"== extract: {len(exp.features)} feature sets of {exp.dataset} ({len(manifest)} clips)")
+    rows = f", {len(manifest)} rows" if len(manifest) != manifest.n_clips else ""
+    echo(f"== extract: {len(exp.features)} feature sets of {exp.dataset} ({manifest.n_clips} clips{rows})")
     stores = _extract_all(exp, stages, echo, dry_run)
     echo("== svm: one linear SVM per feature set")
     planned = _svm_all(exp, stages, stores, echo, dry_run)

@@ -51,7 +51,7 @@ class ClipFrontend(Dataset):
         clip = self.clips[index]
         ex = self.extractor
         try:
-            samples, rate = load_audio(clip.path, ex.sample_rate)
+            samples, rate = load_audio(clip.path, ex.sample_rate, clip.channel)
             pieces, starts = segments(samples, rate, ex.duration, ex.segment)
             parts = [ex.frontend(piece) for piece in pieces]
             return PreparedClip(index, np.concatenate(parts), np.array([len(p) for p in parts]), starts)
@@ -135,7 +135,16 @@ def _open_writer(manifest: Manifest, extractor: Extractor, out: Path, overwrite:
                        overwrite=overwrite, attrs={
                            "network": extractor.name, "layer": str(extractor.layer), "weights": extractor.weights,
                            "weights_sha256": extractor.weights_sha256 or "", "dataset": manifest.name,
-                           "manifest_sha256": manifest.fingerprint(), "versions": json.dumps(versions())})
+                           "manifest_sha256": manifest.fingerprint(), "versions": json.dumps(versions()),
+                           **dataset_attrs(manifest)})
+
+
+def dataset_attrs(manifest: Manifest) -> dict:
+    """What a store records of its dataset's protocol: layout, primary metric, evaluation folds
+    (JSON list), and whether its rows are single channels (``each``) or mixes (``mix``)."""
+    return {"layout": manifest.layout, "primary_metric": manifest.primary_metric,
+            "evaluation_folds": json.dumps(list(manifest.evaluation_folds)),
+            "channels": "mix" if manifest.channels() is None else "each"}
 
 
 @contextmanager
@@ -156,7 +165,7 @@ def _run_log(out: Path):
 def _rows(batch: list[PreparedClip], extractor: Extractor, manifest: Manifest, labels: np.ndarray) -> dict:
     """Feature rows of a batch's decoded clips: one per segment, the mean over its model inputs."""
     good = [c for c in batch if c.error is None]
-    rows = {"features": [], "ids": [], "labels": [], "folds": [], "window_starts": []}
+    rows = {"features": [], "ids": [], "labels": [], "folds": [], "window_starts": [], "channels": []}
     if not good:
         return rows
     clips = manifest.clips
@@ -170,6 +179,7 @@ def _rows(batch: list[PreparedClip], extractor: Extractor, manifest: Manifest, l
             rows["labels"].append(labels[c.index])
             rows["folds"].append(clips[c.index].fold)
             rows["window_starts"].append(start)
+            rows["channels"].append(clips[c.index].channel)
     return rows
 
 
@@ -185,7 +195,7 @@ def _commit_batch(writer: StoreWriter, batch: list[PreparedClip], extractor: Ext
     features = np.stack(rows["features"]) if rows["features"] else np.zeros((0, 0), np.float32)
     writer.commit(features, rows["ids"], rows["labels"], rows["folds"],
                   rows["window_starts"] if extractor.segment else None, clips_done=done, skipped=skipped,
-                  seconds=lap())
+                  seconds=lap(), channels=rows["channels"] if manifest.channels() is not None else None)
     log.info("committed %d/%d clips", done, len(manifest))
 
 

@@ -49,12 +49,13 @@ def default_mel_cache(manifest: Manifest, mel: MelConfig, duration: float) -> Pa
 
 
 def clip_mels(path: Path, clip_id: str, mel: MelConfig, duration: float,
-              augmentations: list[WaveformAugmentation | None]) -> list[np.ndarray]:
-    """Log-mels [n_mels, frames] (dB) of one clip, one per augmentation (``None``: the clip as is).
+              augmentations: list[WaveformAugmentation | None], channel: int | None = None) -> list[np.ndarray]:
+    """Log-mels [n_mels, frames] (dB) of one clip (its ``channel``, or all mixed), one per
+    augmentation (``None``: the clip as is).
 
     Augmentations act on the whole decoded clip; the result is then padded/cropped to ``duration`` s.
     """
-    samples, rate = load_audio(path, mel.sample_rate)
+    samples, rate = load_audio(path, mel.sample_rate, channel)
     out = []
     for aug in augmentations:
         x = samples if aug is None else aug.apply(samples, rate, clip_id)
@@ -137,7 +138,7 @@ def ensure_mel_cache(path: str | Path, manifest: Manifest, mel: MelConfig, durat
         return path
     names = [ORIGINAL if aug is None else aug.name for aug in todo]
     start = time.perf_counter()
-    results = _map_clips(clip_mels, [(c.path, c.id, mel, duration, todo) for c in manifest.clips],
+    results = _map_clips(clip_mels, [(c.path, c.id, mel, duration, todo, c.channel) for c in manifest.clips],
                          default_workers() if workers is None else workers)
     if progress:
         from tqdm import tqdm

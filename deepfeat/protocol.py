@@ -16,6 +16,11 @@ Development metrics are means over development folds of the per-fold metrics; te
 computed on the test fold. The test fold is seen by nothing but ``decision_function`` /
 ``predict_proba`` of the model of step 1.
 
+Evaluation partitions: data may declare folds that are never development folds
+(``ProtocolData.evaluation_folds``, e.g. the DCASE evaluation sets): such a fold is only ever the
+test fold (``fold="evaluation"``); with a development fold as test they are left out entirely
+(neither trained on nor scored).
+
 Rows and units: data may have several rows per clip (windows, channels). Estimators are fitted
 and score per row; scores are pooled per clip (mean over its rows) before anything is evaluated,
 unless each row is its own unit (:class:`Units`). Estimators that accept a ``clips`` fit parameter
@@ -101,8 +106,11 @@ class ProtocolData:
     label_names: list[str]
     units: Units
     source: str = ""  #: the file or folder the data came from, for messages
+    evaluation_folds: tuple[int, ...] = ()  #: folds that are only ever a test fold, never development
+    primary_metric: str = "accuracy"  #: the metric the dataset is reported by (recorded in metrics and scores)
 
     def __post_init__(self):
+        self.evaluation_folds = tuple(int(f) for f in self.evaluation_folds)
         self.labels = np.asarray(self.labels, dtype=np.int64)
         self.folds = np.asarray(self.folds, dtype=np.int64)
         n = len(self.labels)
@@ -111,11 +119,11 @@ class ProtocolData:
 
     @classmethod
     def from_rows(cls, X, labels, folds, label_names, ids=None, window_starts=None, per_window: bool = False,
-                  source: str = "") -> "ProtocolData":
+                  source: str = "", evaluation_folds=(), primary_metric: str = "accuracy") -> "ProtocolData":
         """Data whose units are clips named by ``ids`` [N] (default: every row its own clip)."""
         ids = np.arange(len(labels)).astype(str) if ids is None else ids
         return cls(X, labels, folds, list(label_names), make_units(ids, labels, folds, window_starts, per_window),
-                   source)
+                   source, tuple(evaluation_folds), primary_metric)
 
     def label_strings(self, rows: np.ndarray) -> np.ndarray:
         """Class names of ``rows``: the targets estimators are fitted on (so ``classes_`` are names)."""
@@ -173,7 +181,7 @@ class FoldResult:
 
 def _check_splits(data: ProtocolData, test_fold: int, dev_folds: list[int]) -> None:
     for k in [None, *dev_folds]:
-        train = (data.folds != test_fold) & (data.folds != k)
+        train = np.isin(data.folds, dev_folds) & (data.folds != k)
         if np.unique(data.labels[train]).size < 2:
             without = "" if k is None else f" without fold {k}"
             raise StoreError(f"{data.source}: the development folds{without} (test fold {test_fold}) hold a single "
@@ -214,7 +222,8 @@ def evaluate_fold(estimator, data: ProtocolData, test_fold: int, *, system: str,
     -------
     FoldResult
     """
-    dev_folds = development_folds(data.units.folds, test_fold, source=data.source)
+    dev_folds = development_folds(data.units.folds, test_fold, source=data.source,
+                                  evaluation_folds=data.evaluation_folds)
     _check_splits(data, test_fold, dev_folds)
     units, names = data.units, data.label_names
     timings: dict = {"fit_seconds": {}}
@@ -243,34 +252,61 @@ def evaluate_fold(estimator, data: ProtocolData, test_fold: int, *, system: str,
     unit_test = units.folds == test_fold
     scores[unit_test] = unit_scores(model, data.folds == test_fold)[unit_test]
 
-    predictions = scores.argmax(axis=1)
+    scored = np.isin(units.folds, [*dev_folds, test_fold])  # not: evaluation partitions other than the test fold
+    predictions = np.where(scored, np.nan_to_num(scores, nan=-np.inf).argmax(axis=1), -1)
     metrics = {
         **fold_metrics(units, predictions, names, dev_folds, test_fold),
         **getattr(model, "summary_", {}),
         "estimator": repr(estimator), "unit": units.kind, "n_classes": len(names),
-        "n_devel": int((~unit_test).sum()), "n_test": int(unit_test.sum()),
+        "n_devel": int((scored & ~unit_test).sum()), "n_test": int(unit_test.sum()),
         "n_devel_rows": int(dev.sum()), "n_test_rows": int((data.folds == test_fold).sum()),
+        "test_partition": "evaluation" if test_fold in data.evaluation_folds else "fold",
+        "evaluation_folds": list(data.evaluation_folds), "primary_metric": data.primary_metric,
         "timings": timings,
     }
-    result_scores = Scores(system=system, ids=units.ids, folds=units.folds, labels=units.labels, label_names=names,
-                           scores=scores.astype(np.float32), test_fold=int(test_fold), score_kind=score_kind(model))
+    result_scores = Scores(system=system, ids=units.ids[scored], folds=units.folds[scored],
+                           labels=units.labels[scored], label_names=names, scores=scores[scored].astype(np.float32),
+                           test_fold=int(test_fold), score_kind=score_kind(model),
+                           evaluation_folds=data.evaluation_folds, primary_metric=data.primary_metric)
     return FoldResult(metrics, result_scores, model, units.labels[unit_test], predictions[unit_test], oof_models)
 
 
-def chosen_test_folds(data: ProtocolData, fold: int | None, cv: bool) -> list[int]:
-    """The test folds a run uses: every fold when ``cv``, else ``[fold]``."""
+EVALUATION = "evaluation"  #: ``fold`` value naming the data's evaluation partition as the test fold
+
+
+def resolve_test_fold(fold: int | str, evaluation_folds=(), source: str = "") -> int:
+    """The test fold ``fold`` names: a fold number, or ``"evaluation"`` (the data's one evaluation
+    partition; :class:`ConfigError` when it has none)."""
+    if isinstance(fold, str) and fold.strip().lower() == EVALUATION:
+        if len(evaluation_folds) != 1:
+            where = f"{source}: " if source else ""
+            raise ConfigError(f"{where}the data has no evaluation partition (read a DCASE development and evaluation "
+                              "set together); pass a fold number with --fold")
+        return int(evaluation_folds[0])
+    try:
+        return int(fold)
+    except (TypeError, ValueError):
+        raise ConfigError(f"test fold {fold!r}: pass a fold number or {EVALUATION!r}") from None
+
+
+def chosen_test_folds(data: ProtocolData, fold: int | str | None, cv: bool) -> list[int]:
+    """The test folds a run uses: every fold but the evaluation partitions when ``cv``, else ``[fold]``."""
     if cv:
-        development_folds(data.units.folds, int(data.units.folds.max()), source=data.source)  # validates folds
-        return sorted(int(f) for f in np.unique(data.units.folds))
+        folds = sorted(int(f) for f in np.unique(data.units.folds) if int(f) not in data.evaluation_folds)
+        development_folds(data.units.folds, folds[-1] if folds else 0, source=data.source,
+                          evaluation_folds=data.evaluation_folds)  # validates folds
+        return folds
     if fold is None:
         raise ConfigError("pass a test fold (--fold K) or --cv")
-    return [int(fold)]
+    return [resolve_test_fold(fold, data.evaluation_folds, data.source)]
 
 
-def run(estimator, data: ProtocolData, run_dir: str | Path, *, system: str, fold: int | None = 5, cv: bool = False,
+def run(estimator, data: ProtocolData, run_dir: str | Path, *, system: str, fold: int | str | None = 5,
+        cv: bool = False,
         provenance: dict | None = None, score_config: dict | None = None, checkpoints: bool = False,
         on_result=None) -> dict:
-    """Run the protocol on test fold ``fold`` (or every fold in turn when ``cv``) and write the run.
+    """Run the protocol on test fold ``fold`` (a number or ``"evaluation"``; or every development
+    fold in turn when ``cv``) and write the run.
 
     Each test fold's run folder (``run_dir``, or ``run_dir/fold-<k>/`` with ``cv``) receives what
     :func:`deepfeat.evaluation.write_run` writes. ``provenance`` (inputs, stage settings) is put

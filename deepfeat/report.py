@@ -2,9 +2,10 @@
 
 :func:`write_report` collects every run folder (``metrics.json``, and ``scores.h5`` for what
 system made it) under ``results/<dataset>/`` and writes ``README.md`` there: one row per single
-system (network, pre-training, colour map or model) and per fusion, with devel and test accuracy,
-test macro F1 and UAR, the chosen SVM C and timings, then a bar chart of test accuracy
-(``test_accuracy.png``) and whether the best fusion beats the single systems.
+system (network, pre-training, colour map or model) and per fusion, with devel and test scores of
+the dataset's primary metric first (``primary_metric`` in metrics.json: macro-F1 for DCASE 2018,
+accuracy elsewhere), then the other test metrics, the chosen SVM C and timings; a bar chart of
+the test primary metric (``test_<metric>.png``) and whether the best fusion beats the single systems.
 
 Extraction time is read from each SVM run's feature store (``extract_seconds`` attribute of the
 store named in ``metrics.json``); it is blank when the store is gone.
@@ -20,13 +21,16 @@ from pathlib import Path
 import h5py
 
 from .errors import ConfigError, StoreError
+from .evaluation import SCORE_NAMES
 from .fusion import GROUPS, METHODS, SystemInfo, system_info
 from .scores import read_scores
 
 log = logging.getLogger("deepfeat.report")
 
 README = "README.md"
-CHART = "test_accuracy.png"
+CHART = "test_accuracy.png"  #: the chart of a dataset whose primary metric is accuracy (else test_<metric>.png)
+_TITLES = {"accuracy": "acc", "macro_f1": "macro-F1", "uar": "UAR"}
+_WORDS = {"accuracy": "accuracy", "macro_f1": "macro-F1", "uar": "UAR"}
 #: Row order of single systems: ImageNet image CNNs, untrained ones, other image CNNs, audio models, CRNN.
 _KIND_ORDER = ("image-imagenet", "image-none", "image", "audio", "crnn", "fusion")
 _KIND_TITLES = {"image-imagenet": "image CNN", "image-none": "image CNN", "image": "image CNN", "audio": "audio model",
@@ -181,19 +185,28 @@ def _describe(run: Run) -> tuple[str, str, str, str]:
     return _KIND_TITLES[run.kind], info.network or m.get("network") or "?", pretraining, detail
 
 
-def results_table(runs: list[Run]) -> str:
-    """The Markdown table: one row per run, the best devel and test accuracy in bold."""
-    head = ["System", "Type", "Network / method", "Pre-training", "Colour map / details", "Devel acc [%]",
-            "Test acc [%]", "Test macro-F1 [%]", "Test UAR [%]", "C", "Extract [s]", "Fit [s]"]
-    best = {key: max((r.metrics.get(key) or 0.0) for r in runs) for key in ("devel_accuracy", "test_accuracy")}
+def primary_metric(runs: list[Run]) -> str:
+    """The metric the runs' dataset is reported by (their ``primary_metric``; default accuracy)."""
+    declared = Counter(r.metrics.get("primary_metric") for r in runs if r.metrics.get("primary_metric") in SCORE_NAMES)
+    return declared.most_common(1)[0][0] if declared else "accuracy"
+
+
+def results_table(runs: list[Run], metric: str = "accuracy") -> str:
+    """The Markdown table: one row per run, devel and test ``metric`` first (best in bold), then
+    the other test metrics."""
+    others = [m for m in SCORE_NAMES if m != metric]
+    head = ["System", "Type", "Network / method", "Pre-training", "Colour map / details",
+            f"Devel {_TITLES[metric]} [%]", f"Test {_TITLES[metric]} [%]",
+            *(f"Test {_TITLES[m]} [%]" for m in others), "C", "Extract [s]", "Fit [s]"]
+    best = {key: max((r.metrics.get(key) or 0.0) for r in runs) for key in (f"devel_{metric}", f"test_{metric}")}
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" if i < 5 else "---:" for i in range(len(head))) + "|"]
     for run in runs:
         m = run.metrics
         cells = [f"`{run.system}`", *_describe(run)]
-        for key in ("devel_accuracy", "test_accuracy"):
+        for key in best:
             cell = _pct(m.get(key))
             cells.append(f"**{cell}**" if m.get(key) is not None and m[key] == best[key] else cell)
-        cells += [_pct(m.get("test_macro_f1")), _pct(m.get("test_uar")),
+        cells += [*(_pct(m.get(f"test_{other}")) for other in others),
                   "–" if m.get("best_C") is None else f"{m['best_C']:.0e}",
                   _extract_cell(run), _fit_seconds(m)]
         lines.append("| " + " | ".join(cells) + " |")
@@ -205,31 +218,32 @@ def _fit_seconds(metrics: dict) -> str:
     return "–" if seconds is None else f"{seconds:.1f}"
 
 
-def fusion_verdict(runs: list[Run]) -> list[str]:
-    """Sentences comparing the best fusion (by devel accuracy) with the single systems."""
-    singles = [r for r in runs if not r.is_fusion and r.metrics.get("devel_accuracy") is not None]
-    fusions = [r for r in runs if r.is_fusion and r.metrics.get("devel_accuracy") is not None]
+def fusion_verdict(runs: list[Run], metric: str = "accuracy") -> list[str]:
+    """Sentences comparing the best fusion (by devel ``metric``) with the single systems."""
+    devel, test, word = f"devel_{metric}", f"test_{metric}", _WORDS[metric]
+    singles = [r for r in runs if not r.is_fusion and r.metrics.get(devel) is not None]
+    fusions = [r for r in runs if r.is_fusion and r.metrics.get(devel) is not None]
     if not singles:
         return []
-    best_single = max(singles, key=lambda r: (r.metrics["devel_accuracy"], r.metrics.get("test_accuracy") or 0))
-    top_test = max(r.metrics.get("test_accuracy") or 0.0 for r in singles)
+    best_single = max(singles, key=lambda r: (r.metrics[devel], r.metrics.get(test) or 0))
+    top_test = max(r.metrics.get(test) or 0.0 for r in singles)
     best_m = best_single.metrics
-    lines = [f"- Best single system on devel: `{best_single.system}` (devel {_pct(best_m['devel_accuracy'])} %, "
-             f"test {_pct(best_m.get('test_accuracy'))} %); best single test accuracy: {_pct(top_test)} %."]
+    lines = [f"- Best single system on devel: `{best_single.system}` (devel {_pct(best_m[devel])} %, "
+             f"test {_pct(best_m.get(test))} % {word}); best single test {word}: {_pct(top_test)} %."]
     if fusions:
-        best = max(fusions, key=lambda r: (r.metrics["devel_accuracy"], r.metrics.get("test_accuracy") or 0))
-        beats_devel = all(best.metrics["devel_accuracy"] > r.metrics["devel_accuracy"] for r in singles)
-        test = best.metrics.get("test_accuracy") or 0.0
-        lines.append(f"- Best fusion on devel: `{best.system}` (devel {_pct(best.metrics['devel_accuracy'])} %, "
-                     f"test {_pct(test)} %): {'beats' if beats_devel else 'does not beat'} every single system on "
-                     f"devel; {'matches or beats' if test >= top_test else 'falls below'} the best single system "
-                     "on test.")
+        best = max(fusions, key=lambda r: (r.metrics[devel], r.metrics.get(test) or 0))
+        beats_devel = all(best.metrics[devel] > r.metrics[devel] for r in singles)
+        value = best.metrics.get(test) or 0.0
+        lines.append(f"- Best fusion on devel: `{best.system}` (devel {_pct(best.metrics[devel])} %, "
+                     f"test {_pct(value)} % {word}): {'beats' if beats_devel else 'does not beat'} every single "
+                     f"system on devel; {'matches or beats' if value >= top_test else 'falls below'} the best "
+                     "single system on test.")
     return lines
 
 
-def plot_test_accuracy(runs: list[Run], path: str | Path, title: str = "") -> Path:
-    """Horizontal bars of test accuracy (%) per run in table order, coloured by type, with the
-    devel accuracy as a black tick."""
+def plot_test_accuracy(runs: list[Run], path: str | Path, title: str = "", metric: str = "accuracy") -> Path:
+    """Horizontal bars of the test ``metric`` (%) per run in table order, coloured by type, with
+    the devel value as a black tick."""
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
@@ -241,13 +255,13 @@ def plot_test_accuracy(runs: list[Run], path: str | Path, title: str = "") -> Pa
     fig = Figure(figsize=(8, 1.6 + 0.3 * len(runs)), layout="constrained")
     ax = fig.add_subplot()
     rows = list(range(len(runs)))[::-1]
-    test = [100 * (r.metrics.get("test_accuracy") or 0.0) for r in runs]
+    test = [100 * (r.metrics.get(f"test_{metric}") or 0.0) for r in runs]
     ax.barh(rows, test, color=[colours[r.kind][0] for r in runs])
     for row, value in zip(rows, test):
         ax.text(max(value - 1.0, 1.0), row, f"{value:.1f}", va="center", ha="right" if value > 8 else "left",
                 fontsize=8, color="white" if value > 8 else "black")
-    devel = [(row, 100 * r.metrics["devel_accuracy"]) for row, r in zip(rows, runs)
-             if r.metrics.get("devel_accuracy") is not None]
+    devel = [(row, 100 * r.metrics[f"devel_{metric}"]) for row, r in zip(rows, runs)
+             if r.metrics.get(f"devel_{metric}") is not None]
     ax.plot([d for _, d in devel], [row for row, _ in devel], "k|", markersize=14, markeredgewidth=2)
     kinds = list(dict.fromkeys(r.kind for r in runs))
     handles = [Patch(color=colours[k][0], label=colours[k][1]) for k in kinds]
@@ -255,31 +269,41 @@ def plot_test_accuracy(runs: list[Run], path: str | Path, title: str = "") -> Pa
     ax.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncols=3, fontsize=8, frameon=False)
     ax.set_yticks(rows, [r.system for r in runs], fontsize=8)
     ax.set_xlim(0, 100)
-    ax.set_xlabel("test accuracy [%]" + (f"  ({title})" if title else ""))
+    ax.set_xlabel(f"test {_WORDS[metric]} [%]" + (f"  ({title})" if title else ""))
     fig.savefig(path, dpi=100)
     return Path(path)
 
 
-def write_report(results_dir: str | Path, fold: int | None = None) -> Path:
-    """Write ``README.md`` and ``test_accuracy.png`` into ``results_dir`` (one dataset's
-    results, e.g. ``results/esc10``) and return the README's path."""
-    results_dir = Path(results_dir)
-    runs, fold = collect_runs(results_dir, fold)
-    dataset = next((r.metrics["dataset"] for r in runs if r.metrics.get("dataset")), results_dir.name)
+def _protocol_text(runs: list[Run], fold: int, metric: str) -> str:
     dev_folds = next((r.metrics["development_folds"] for r in runs if r.metrics.get("development_folds")), None)
     n_test = next((r.metrics["n_test"] for r in runs if r.metrics.get("n_test")), None)
-    plot_test_accuracy(runs, results_dir / CHART, title=f"{dataset}, test fold {fold}")
-    protocol = (f"Test fold {fold}" + (f" ({n_test} clips)" if n_test else "") + "; development folds "
-                + (", ".join(str(f) for f in dev_folds) if dev_folds else "the others") + ". Devel = mean accuracy "
-                "over the development folds, each held out in turn (the cross-validation that chose C); "
-                "test = the model refitted on all development folds. Fusions are fitted on the systems' "
-                "out-of-fold development scores only.")
+    evaluation = any(r.metrics.get("test_partition") == "evaluation" for r in runs)
+    details = ", ".join([f"fold {fold}"] * evaluation + [f"{n_test} clips"] * bool(n_test))
+    test = "Test: the evaluation set" if evaluation else f"Test fold {fold}"
+    word = _WORDS[metric]
+    return (test + (f" ({details})" if details else "") + "; development folds "
+            + (", ".join(str(f) for f in dev_folds) if dev_folds else "the others")
+            + f". Primary metric: {word} (first in the table; also what C was chosen for unless a run says "
+            f"otherwise). Devel = mean {word} over the development folds, each held out in turn (the "
+            "cross-validation that chose C); test = the model refitted on all development folds. Fusions are "
+            "fitted on the systems' out-of-fold development scores only.")
+
+
+def write_report(results_dir: str | Path, fold: int | None = None) -> Path:
+    """Write ``README.md`` and the chart (``test_<primary metric>.png``) into ``results_dir`` (one
+    dataset's results, e.g. ``results/esc10``) and return the README's path."""
+    results_dir = Path(results_dir)
+    runs, fold = collect_runs(results_dir, fold)
+    metric = primary_metric(runs)
+    dataset = next((r.metrics["dataset"] for r in runs if r.metrics.get("dataset")), results_dir.name)
+    chart = f"test_{metric}.png"
+    plot_test_accuracy(runs, results_dir / chart, title=f"{dataset}, test fold {fold}", metric=metric)
     text = "\n".join([
         f"# {dataset}: results", "",
-        protocol, "",
-        results_table(runs), "",
-        *fusion_verdict(runs), "",
-        f"![test accuracy per system]({CHART})", "",
+        _protocol_text(runs, fold, metric), "",
+        results_table(runs, metric), "",
+        *fusion_verdict(runs, metric), "",
+        f"![test {_WORDS[metric]} per system]({chart})", "",
         f"Extract: feature extraction of the whole dataset (seconds, device; a fusion: Σ over its members' "
         f"feature stores); Fit: the run itself "
         f"(SVM tuning and refit, CRNN training, fusion). Made by `deepfeat report {results_dir}` from the "

@@ -7,7 +7,9 @@ int64 [N] (index into ``label_names``), ``label_names`` str [C], ``scores`` floa
 Rows of development folds hold out-of-fold scores (each predicted by a model that did not see
 its fold); rows of ``test_fold`` hold the scores of the model refitted on all development folds.
 Attributes: ``system`` (a name such as ``svm-efficientnet_lite0-imagenet``), ``score_kind``
-(``decision_function`` or ``probability``), ``test_fold``, ``config`` (JSON).
+(``decision_function`` or ``probability``), ``test_fold``, ``config`` (JSON), and the dataset's
+``evaluation_folds`` (JSON list: folds that are never development folds) and ``primary_metric``.
+Clips of an evaluation partition that is not the test fold are not scored, so not in the file.
 """
 from __future__ import annotations
 
@@ -38,12 +40,15 @@ class Scores:
     test_fold: int
     score_kind: str = "decision_function"
     config: dict = field(default_factory=dict)
+    evaluation_folds: tuple[int, ...] = ()
+    primary_metric: str = "accuracy"
 
     def __post_init__(self):
         self.ids = np.asarray(self.ids, dtype=object)
         self.folds = np.asarray(self.folds, dtype=np.int64)
         self.labels = np.asarray(self.labels, dtype=np.int64)
         self.scores = np.asarray(self.scores, dtype=np.float32)
+        self.evaluation_folds = tuple(int(f) for f in self.evaluation_folds)
         n = len(self.ids)
         if not (len(self.folds) == len(self.labels) == self.scores.shape[0] == n):
             raise ValueError("ids, folds, labels and scores must have the same number of rows")
@@ -59,7 +64,9 @@ class Scores:
         with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
             stamp_format(f, FORMAT)
             f.attrs.update({"system": self.system, "test_fold": self.test_fold, "score_kind": self.score_kind,
-                            "config": canonical_json(self.config)})
+                            "config": canonical_json(self.config),
+                            "evaluation_folds": json.dumps(list(self.evaluation_folds)),
+                            "primary_metric": self.primary_metric})
             write_strings(f, "ids", self.ids)
             f.create_dataset("folds", data=self.folds)
             f.create_dataset("labels", data=self.labels)
@@ -75,4 +82,6 @@ def read_scores(path: str | Path) -> Scores:
         return Scores(system=str(attrs["system"]), ids=read_strings(f["ids"]), folds=f["folds"][()],
                       labels=f["labels"][()], label_names=read_strings(f["label_names"]), scores=f["scores"][()],
                       test_fold=int(attrs["test_fold"]), score_kind=str(attrs["score_kind"]),
-                      config=json.loads(attrs.get("config", "{}")))
+                      config=json.loads(attrs.get("config", "{}")),
+                      evaluation_folds=tuple(json.loads(attrs.get("evaluation_folds", "[]"))),
+                      primary_metric=str(attrs.get("primary_metric", "accuracy")))

@@ -8,6 +8,7 @@ Layout (``format = "deepfeat.features"``, ``format_version = 1``):
 ``labels``             int64 [N]           index into ``label_names`` (-1: unlabelled)
 ``folds``              int64 [N]           fold of each row (0: none assigned)
 ``window_starts``      float64 [N]         window start in seconds (windowed stores only)
+``channels``           int64 [N]           channel of each row (stores of ``--channels each`` only)
 ``label_names``        str [C]
 ``skipped/ids``        str [K]             clips that could not be processed ...
 ``skipped/reasons``    str [K]             ... and why
@@ -15,7 +16,8 @@ Layout (``format = "deepfeat.features"``, ``format_version = 1``):
 
 Attributes: ``config`` (canonical JSON of the full extraction configuration), ``network``,
 ``layer``, ``weights``, ``weights_sha256``, ``dataset``, ``manifest_sha256``, ``versions``
-(JSON), ``n_clips``, ``complete``, and timings (``extract_seconds``).
+(JSON), ``n_clips``, ``complete``, timings (``extract_seconds``) and the dataset's protocol:
+``layout``, ``primary_metric``, ``evaluation_folds`` (JSON list), ``channels`` (mix or each).
 
 Writing commits whole batches to a journal folder ``OUT.h5.partial/`` (one file per batch,
 each renamed into place once on disk, with the count of clips it completes); a killed run
@@ -55,6 +57,7 @@ class FeatureSet:
     config: dict
     attrs: dict
     skipped: list[tuple[str, str]]
+    channels: np.ndarray | None = None  #: int64 [N], the channel of each row (``--channels each``)
 
     @property
     def windowed(self) -> bool:
@@ -93,6 +96,7 @@ def read_store(path: str | Path) -> FeatureSet:
             labels=f["labels"][()], folds=f["folds"][()], label_names=read_strings(f["label_names"]),
             window_starts=f["window_starts"][()] if "window_starts" in f else None,
             config=json.loads(attrs.get("config", "{}")), attrs=attrs, skipped=skipped,
+            channels=f["channels"][()] if "channels" in f else None,
         )
 
 
@@ -105,6 +109,7 @@ def summarise_store(path: str | Path) -> dict:
     return {
         "file": str(path), "rows": int(fs.features.shape[0]), "dim": int(fs.features.shape[1]),
         "clips": int(len(set(fs.ids))), "windowed": fs.windowed, "network": fs.attrs.get("network"),
+        "channels": None if fs.channels is None else sorted(int(c) for c in np.unique(fs.channels)),
         "layer": fs.attrs.get("layer"), "weights": fs.attrs.get("weights"),
         "weights_sha256": fs.attrs.get("weights_sha256") or None, "dataset": fs.attrs.get("dataset"),
         "classes": per_class, "folds": per_fold, "skipped": [{"id": i, "reason": r} for i, r in fs.skipped],
@@ -118,7 +123,9 @@ def summarise_store(path: str | Path) -> dict:
 def summary_lines(s: dict) -> list[str]:
     """:func:`summarise_store`'s dict as the lines ``deepfeat inspect`` prints."""
     lines = [f"{s['file']}: {s['rows']} rows x {s['dim']} features ({s['clips']} clips"
-             f"{', windowed' if s['windowed'] else ''}), all finite: {s['finite']}",
+             f"{', windowed' if s['windowed'] else ''}"
+             f"{', channels ' + ','.join(map(str, s['channels'])) if s.get('channels') else ''}), "
+             f"all finite: {s['finite']}",
              f"  network {s['network']}  layer {s['layer']}  weights {s['weights']}"
              + (f" (sha256 {s['weights_sha256'][:12]}…)" if s["weights_sha256"] else "")]
     plot = s["config"].get("extractor", {}).get("plot")
@@ -219,8 +226,10 @@ class StoreWriter:
             return int(last["clips_done"])
 
     def commit(self, features: np.ndarray, ids: list[str], labels, folds, window_starts=None,
-               clips_done: int = 0, skipped: list[tuple[str, str]] = (), seconds: float = 0.0) -> None:
-        """Durably record a batch of rows and that the first ``clips_done`` manifest clips are finished."""
+               clips_done: int = 0, skipped: list[tuple[str, str]] = (), seconds: float = 0.0,
+               channels=None) -> None:
+        """Durably record a batch of rows and that the first ``clips_done`` manifest clips are finished
+        (``channels``: each row's channel, for stores of single-channel rows)."""
         features = np.asarray(features, dtype=np.float32)
         if features.size and not np.all(np.isfinite(features)):
             raise StoreError(f"{self.partial}: non-finite features produced; this is a bug, please report it")
@@ -230,6 +239,8 @@ class StoreWriter:
                      folds=np.asarray(folds, dtype=np.int64),
                      window_starts=np.asarray(window_starts if window_starts is not None else [], dtype=np.float64),
                      windowed=window_starts is not None, clips_done=clips_done, seconds=seconds,
+                     channels=np.asarray(channels if channels is not None else [], dtype=np.int64),
+                     per_channel=channels is not None,
                      skipped_ids=np.array([s[0] for s in skipped], dtype=str),
                      skipped_reasons=np.array([s[1] for s in skipped], dtype=str))
         self.batches.append(target)
@@ -257,9 +268,12 @@ class StoreWriter:
             for b in self.batches:
                 with np.load(b) as z:
                     if len(z["features"]):
+                        per_channel = "per_channel" in z.files and bool(z["per_channel"])
                         if "features" not in f:
-                            _create_rows(f, z["features"].shape[1], bool(z["windowed"]))
-                        for name in ("features", "ids", "labels", "folds") + (("window_starts",) if z["windowed"] else ()):
+                            _create_rows(f, z["features"].shape[1], bool(z["windowed"]), per_channel)
+                        names = ("features", "ids", "labels", "folds") + (("window_starts",) if z["windowed"] else ()) \
+                            + (("channels",) if per_channel else ())
+                        for name in names:
                             _append(f[name], z[name] if name != "ids" else z[name].astype(object))
                     _append(f["skipped/ids"], z["skipped_ids"].astype(object))
                     _append(f["skipped/reasons"], z["skipped_reasons"].astype(object))
@@ -279,12 +293,13 @@ def _batch_rows(batch: Path) -> int:
         return len(z["features"])
 
 
-def _create_rows(f: h5py.File, dim: int, windowed: bool) -> None:
+def _create_rows(f: h5py.File, dim: int, windowed: bool, per_channel: bool = False) -> None:
     chunk = max(1, min(256, (1 << 20) // (4 * dim)))
     f.create_dataset("features", shape=(0, dim), maxshape=(None, dim), dtype=np.float32,
                      chunks=(chunk, dim), compression="gzip", compression_opts=4, shuffle=True)
     f.create_dataset("ids", shape=(0,), maxshape=(None,), dtype=STR, chunks=(1024,))
-    for name, dtype in (("labels", np.int64), ("folds", np.int64)) + ((("window_starts", np.float64),) if windowed else ()):
+    optional = ((("window_starts", np.float64),) if windowed else ()) + ((("channels", np.int64),) if per_channel else ())
+    for name, dtype in (("labels", np.int64), ("folds", np.int64)) + optional:
         f.create_dataset(name, shape=(0,), maxshape=(None,), dtype=dtype, chunks=(1024,))
 
 

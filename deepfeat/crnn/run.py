@@ -42,10 +42,13 @@ def labelled(manifest: Manifest) -> np.ndarray:
     return labels
 
 
-def crnn_run_config(manifest: Manifest, config: TrainingConfig, mel: MelConfig, duration: float) -> dict:
-    """What identifies a CRNN run (``metrics.json["config"]``; the experiment driver compares it)."""
+def crnn_run_config(manifest: Manifest, config: TrainingConfig, mel: MelConfig, duration: float,
+                    select_metric: str | None = None) -> dict:
+    """What identifies a CRNN run (``metrics.json["config"]``; the experiment driver compares it).
+    ``select_metric`` (None: the dataset's primary metric) is what model selection maximises."""
     return {"training": config.to_dict(), "mel": dataclasses.asdict(mel), "duration": duration,
-            "dataset": manifest.name, "manifest_sha256": manifest.fingerprint()}
+            "dataset": manifest.name, "manifest_sha256": manifest.fingerprint(),
+            "select_metric": select_metric or manifest.primary_metric}
 
 
 def load_crnn(run_dir: str | Path) -> CRNNClassifier:
@@ -61,23 +64,30 @@ def _write_histories(result, fold_dir: Path) -> None:
     result.metrics["timings"]["seconds_per_epoch"] = float(np.mean(epochs)) if epochs else None
 
 
-def run_crnn(manifest: Manifest, run_dir: str | Path, *, test_fold: int = 5, config: TrainingConfig | None = None,
-             mel: MelConfig = CRNN_MEL, duration: float = DEFAULT_DURATION, mel_cache: str | Path | None = None,
-             workers: int | None = None, device: str | None = None, threads: int | None = 1,
-             progress: bool = True, overwrite: bool = False, system: str | None = None) -> dict:
+def run_crnn(manifest: Manifest, run_dir: str | Path, *, test_fold: int | str = 5,
+             config: TrainingConfig | None = None, mel: MelConfig = CRNN_MEL, duration: float = DEFAULT_DURATION,
+             mel_cache: str | Path | None = None, workers: int | None = None, device: str | None = None,
+             threads: int | None = 1, progress: bool = True, overwrite: bool = False, system: str | None = None,
+             select_metric: str | None = None) -> dict:
     """The CRNN fold protocol on ``manifest``; writes the run to ``run_dir`` and returns its metrics.
 
     ``run_dir`` receives what :func:`deepfeat.protocol.run` writes (metrics.json, scores.h5,
     confusion matrix, model.pt + model.json), ``training.json`` (per-epoch loss of each training)
     and ``checkpoints/`` (resume state; ``overwrite`` starts again). The mel cache defaults to
     :func:`~deepfeat.mel_cache.default_mel_cache`. ``threads``: torch CPU threads while training
-    (the small convolutions gain little from more; None: torch's default).
+    (the small convolutions gain little from more; None: torch's default). ``test_fold``: a fold
+    number or ``"evaluation"``. ``select_metric`` (None: the dataset's primary metric) is recorded
+    in metrics.json as what model selection maximises (the model after the last epoch is used now).
     """
     from ..extractors.base import pick_device
     from ..protocol import ProtocolData, run
 
+    from ..svm import check_metric
+
     config = config or TrainingConfig()
     system = system or system_name(config)
+    if select_metric is not None:
+        check_metric(select_metric)
     run_dir = Path(run_dir)
     t_start, cpu_start = time.perf_counter(), time.process_time()
     labels = labelled(manifest)
@@ -89,19 +99,20 @@ def run_crnn(manifest: Manifest, run_dir: str | Path, *, test_fold: int = 5, con
                      overwrite=overwrite)
     mels = read_mels(cache, [ORIGINAL] + [a.name for a in waveform]).transpose(1, 0, 2, 3)  # [N, V, mels, frames]
     mel_seconds = time.perf_counter() - t_start
-    run_config = {**crnn_run_config(manifest, config, mel, duration), "mel_cache": str(cache)}
+    run_config = {**crnn_run_config(manifest, config, mel, duration, select_metric), "mel_cache": str(cache)}
     estimator = CRNNClassifier(architecture=config.architecture, epochs=config.epochs, batch_size=config.batch_size,
                                learning_rate=config.learning_rate, betas=config.betas, seed=config.seed,
                                augment=config.augment, device=device, progress=progress,
                                frontend={"mel": run_config["mel"], "duration": duration})
     data = ProtocolData.from_rows(mels, labels, manifest.folds(), manifest.label_names, ids=manifest.ids(),
-                                  source=str(manifest.root))
+                                  source=str(manifest.root), evaluation_folds=manifest.evaluation_folds,
+                                  primary_metric=manifest.primary_metric)
 
     def finish(result, fold_dir: Path) -> None:
         _write_histories(result, fold_dir)
         result.metrics["timings"].update(mel_seconds=mel_seconds, cpu_seconds=time.process_time() - cpu_start)
 
-    provenance = {"dataset": manifest.name, "config": run_config,
+    provenance = {"dataset": manifest.name, "config": run_config, "select_metric": run_config["select_metric"],
                   "architecture": dataclasses.asdict(config.architecture), "device": pick_device(device).type,
                   "versions": {"deepfeat": __version__, "torch": __import__("torch").__version__,
                                "python": platform.python_version()}}

@@ -7,5 +7,6 @@ __getattr__, __all__ = lazy_exports(__name__, {
                     "fusion_params", "make_fusion"),
     ".groups": ("GROUPS", "SystemInfo", "find_scores", "resolve_inputs", "select_group", "system_info"),
     ".run": ("align_scores", "dataset_name", "evaluate_fusion", "fused_system_name", "fusion_config", "fusion_data",
+             "fusion_params_for",
              "read_aligned", "run_fusion", "stack_scores"),
 })

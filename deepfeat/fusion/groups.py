@@ -93,9 +93,21 @@ def find_scores(results_dir: str | Path) -> list[Path]:
     return found
 
 
-def select_group(sources: str | Path | list[str | Path], group: str, test_fold: int | None = None) -> list[Path]:
-    """The scores files of the systems in ``group`` (and of ``test_fold``) among ``sources``:
-    results folders (searched recursively) and scores files."""
+def _on_fold(scores: "Scores", test_fold: int | str | None) -> bool:
+    """Whether ``scores`` were made with test fold ``test_fold`` (a number or ``"evaluation"``)."""
+    from ..protocol import EVALUATION
+
+    if test_fold is None:
+        return True
+    if isinstance(test_fold, str) and test_fold.strip().lower() == EVALUATION:
+        return scores.test_fold in scores.evaluation_folds
+    return scores.test_fold == int(test_fold)
+
+
+def select_group(sources: str | Path | list[str | Path], group: str,
+                 test_fold: int | str | None = None) -> list[Path]:
+    """The scores files of the systems in ``group`` (and of ``test_fold``: a number or
+    ``"evaluation"``) among ``sources``: results folders (searched recursively) and scores files."""
     from ..scores import read_scores
 
     if group not in GROUPS:
@@ -107,7 +119,7 @@ def select_group(sources: str | Path | list[str | Path], group: str, test_fold: 
     # a run's own folder before deeper ones (its --cv fold-k/ folders)
     for path in sorted(dict.fromkeys(candidates), key=lambda p: (len(p.parts), p)):
         s = read_scores(path)
-        if (test_fold is None or s.test_fold == test_fold) and member(system_info(s)):
+        if _on_fold(s, test_fold) and member(system_info(s)):
             kept = by_system.setdefault(s.system, path)
             if kept != path:
                 log.warning("%s: another scores file of %s for this test fold; using %s", path, s.system, kept)
@@ -120,7 +132,7 @@ def select_group(sources: str | Path | list[str | Path], group: str, test_fold: 
     return chosen
 
 
-def resolve_inputs(paths, group: str | None, test_fold: int | None) -> tuple[list[Path], Path | None]:
+def resolve_inputs(paths, group: str | None, test_fold: int | str | None) -> tuple[list[Path], Path | None]:
     """What ``deepfeat fuse PATHS [--group G]`` fuses: ``(scores files, results folder)``.
 
     With a group, PATHS are results folders (searched) and scores files; the results folder is

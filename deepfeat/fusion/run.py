@@ -143,7 +143,8 @@ def fusion_data(inputs: list[Scores]):
     if not np.all(np.isfinite(X)):
         bad = [s.system for s in inputs if not np.all(np.isfinite(s.scores))]
         raise StoreError(f"{', '.join(bad)}: scores hold NaN/inf; re-run those systems")
-    return ProtocolData.from_rows(X, y, ref.folds, ref.label_names, ids=ref.ids, source=ref.system)
+    return ProtocolData.from_rows(X, y, ref.folds, ref.label_names, ids=ref.ids, source=ref.system,
+                                  evaluation_folds=ref.evaluation_folds, primary_metric=ref.primary_metric)
 
 
 def evaluate_fusion(inputs: list[Scores], method: str = "stacking", *, params: dict | None = None,
@@ -158,7 +159,16 @@ def evaluate_fusion(inputs: list[Scores], method: str = "stacking", *, params: d
     return evaluate_fold(estimator, data, inputs[0].test_fold, system=system or fused_system_name(method, systems))
 
 
-def run_fusion(paths: list[str | Path], *, method: str = "stacking", fold: int | None = 5,
+def fusion_params_for(method: str, params: dict | None, primary_metric: str) -> dict:
+    """``params`` with the selection metric of a tuning ``method`` (stacking) filled in: the
+    dataset's ``primary_metric`` where none is given."""
+    params = dict(params or {})
+    if "select_metric" in make_fusion(method).get_params() and params.get("select_metric") is None:
+        params["select_metric"] = primary_metric
+    return params
+
+
+def run_fusion(paths: list[str | Path], *, method: str = "stacking", fold: int | str | None = 5,
                run_dir: str | Path | None = None, group: str | None = None, results_dir: str | Path | None = None,
                system: str | None = None, params: dict | None = None) -> dict:
     """``deepfeat fuse``: read and align the scores files, fuse them with ``method`` under the fold
@@ -170,7 +180,7 @@ def run_fusion(paths: list[str | Path], *, method: str = "stacking", fold: int |
         Scores files of one dataset and test fold.
     method : str
         A key of :data:`~deepfeat.fusion.estimators.METHODS`.
-    fold : int, optional
+    fold : int or "evaluation", optional
         The test fold the inputs must have (None: theirs).
     run_dir : path, optional
         Default ``RESULTS_DIR/<system>`` when ``results_dir`` is given (``--group``), else
@@ -178,20 +188,23 @@ def run_fusion(paths: list[str | Path], *, method: str = "stacking", fold: int |
     group : str, optional
         The fusion group the inputs were chosen by (named in the system and the config).
     params : dict, optional
-        Parameters of the fusion estimator.
+        Parameters of the fusion estimator; a stacking fusion without ``select_metric`` tunes for
+        the dataset's primary metric (recorded in the scores files).
     """
     from ..evaluation import default_run_dir
-    from ..protocol import run
+    from ..protocol import resolve_test_fold, run
 
     paths = [Path(p) for p in paths]
     inputs = read_aligned(paths)
+    if fold is not None:
+        fold = resolve_test_fold(fold, inputs[0].evaluation_folds, str(paths[0]))
     if fold is not None and inputs[0].test_fold != fold:
         raise ConfigError(f"{paths[0]}: holds scores for test fold {inputs[0].test_fold}, not --fold {fold}; "
                           f"pass --fold {inputs[0].test_fold} or fuse runs made with --fold {fold}")
     systems = [s.system for s in inputs]
     if len(inputs) < 2:
         log.warning("fusing a single system (%s): the fusion only re-learns its scores", systems[0])
-    params = dict(params or {})
+    params = fusion_params_for(method, params, inputs[0].primary_metric)
     system = system or fused_system_name(method, systems, group)
     config = fusion_config(paths, systems, method, params, group)
     dataset = dataset_name(inputs[0])
@@ -199,6 +212,7 @@ def run_fusion(paths: list[str | Path], *, method: str = "stacking", fold: int |
         run_dir = Path(results_dir) / system if results_dir is not None else default_run_dir(dataset or "", system)
     estimator = make_fusion(method, classes=list(inputs[0].label_names), **params)
     provenance = {"dataset": dataset, "systems": systems, "method": method, "fusion": config,
+                  "select_metric": params.get("select_metric"),
                   "n_features": len(systems) * len(inputs[0].label_names)}
     return run(estimator, fusion_data(inputs), run_dir, system=system, fold=inputs[0].test_fold,
                provenance=provenance, score_config={"fusion": config, "dataset": dataset})
