@@ -129,3 +129,18 @@ def test_every_layout_documents_its_protocol():
     assert list(readers)[0] == "label_csv" and list(readers)[-1] == "folders"
     assert {"esc50", "urbansound8k", "dcase2017", "dcase2018", "gtzan", "label_csv", "folders"} <= set(readers)
     assert all(r.layout and r.protocol for r in readers.values())
+
+
+def test_plot_writes_one_image_per_channel(layouts, tmp_path):
+    from deepfeat.config import PlotConfig
+    from deepfeat.plot import write_images
+
+    n = write_images(load_manifest(layouts["dcase2018"], channels="each"), PlotConfig(size=(32, 32)), tmp_path, 4)
+    assert n == 4 and sorted(p.name for p in tmp_path.iterdir()) == [f"DevNode1_ex1_1_ch{k}.png" for k in range(4)]
+
+
+def test_demo_data_command_writes_each_layout(tmp_path, capsys):
+    from deepfeat.cli.main import main
+
+    main(["demo-data", str(tmp_path / "g"), "--layout", "gtzan", "--clips-per-class", "5", "--duration", "0.1"])
+    assert "in the gtzan layout" in capsys.readouterr().out and load_manifest(tmp_path / "g").layout == "gtzan"
