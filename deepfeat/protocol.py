@@ -261,14 +261,19 @@ def evaluate_fold(estimator, data: ProtocolData, test_fold: int, *, system: str,
         "n_devel": int((scored & ~unit_test).sum()), "n_test": int(unit_test.sum()),
         "n_devel_rows": int(dev.sum()), "n_test_rows": int((data.folds == test_fold).sum()),
         "test_partition": "evaluation" if test_fold in data.evaluation_folds else "fold",
-        "evaluation_folds": list(data.evaluation_folds), "primary_metric": data.primary_metric,
-        "timings": timings,
+        "evaluation_folds": list(data.evaluation_folds), "primary_metric": data.primary_metric, "timings": timings,
     }
-    result_scores = Scores(system=system, ids=units.ids[scored], folds=units.folds[scored],
-                           labels=units.labels[scored], label_names=names, scores=scores[scored].astype(np.float32),
-                           test_fold=int(test_fold), score_kind=score_kind(model),
-                           evaluation_folds=data.evaluation_folds, primary_metric=data.primary_metric)
-    return FoldResult(metrics, result_scores, model, units.labels[unit_test], predictions[unit_test], oof_models)
+    return FoldResult(metrics, _unit_scores(data, scores, scored, system, test_fold, score_kind(model)), model,
+                      units.labels[unit_test], predictions[unit_test], oof_models)
+
+
+def _unit_scores(data: ProtocolData, scores: np.ndarray, scored: np.ndarray, system: str, test_fold: int,
+                 kind: str) -> Scores:
+    """The :class:`Scores` of the ``scored`` units (development and test folds)."""
+    units = data.units
+    return Scores(system=system, ids=units.ids[scored], folds=units.folds[scored], labels=units.labels[scored],
+                  label_names=data.label_names, scores=scores[scored].astype(np.float32), test_fold=int(test_fold),
+                  score_kind=kind, evaluation_folds=data.evaluation_folds, primary_metric=data.primary_metric)
 
 
 EVALUATION = "evaluation"  #: ``fold`` value naming the data's evaluation partition as the test fold
