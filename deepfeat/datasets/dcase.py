@@ -45,6 +45,14 @@ class DcaseTask:
     def evaluation_fold(self) -> int:
         return self.n_folds + 1
 
+    @property
+    def protocol(self) -> str:
+        """The task's protocol in one line (for the registry)."""
+        metric = {"macro_f1": "macro-F1 (also the default `--select-metric`)"}.get(self.primary_metric,
+                                                                                  self.primary_metric)
+        return (f"{self.n_folds} official development folds; the evaluation set is fold {self.evaluation_fold} "
+                f"(`--fold evaluation`), never a development fold; {metric}")
+
     # --- recognising the layout ------------------------------------------------------------------
     def is_dev(self, path: Path) -> bool:
         if not (path / "meta.txt").is_file() or not any((path / "evaluation_setup").glob("fold1_*.txt")):

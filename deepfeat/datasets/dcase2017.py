@@ -30,7 +30,6 @@ def _demo(out: Path, clips_per_class: int = 8, duration: float = 2.0, sample_rat
 @register_dataset("dcase2017", detect=TASK.detect, priority=20, demo=_demo,
                   layout="`TUT-acoustic-scenes-2017-development/` (meta.txt, audio/, evaluation_setup/), "
                          "`TUT-acoustic-scenes-2017-evaluation/`, or a folder holding both",
-                  protocol="4 official development folds; the evaluation set is fold 5 (`--fold evaluation`), "
-                           "never a development fold; accuracy")
+                  protocol=TASK.protocol)
 def read_dcase2017(path: Path) -> Manifest:
     return TASK.read(path)

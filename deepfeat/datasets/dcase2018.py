@@ -33,7 +33,6 @@ def _demo(out: Path, clips_per_class: int = 8, duration: float = 2.0, sample_rat
 @register_dataset("dcase2018", detect=TASK.detect, priority=20, channels=CHANNELS, demo=_demo,
                   layout="`DCASE2018-task5-dev/` (meta.txt, audio/, evaluation_setup/), `DCASE2018-task5-eval/`, "
                          "or a folder holding both; 4-channel audio (`--channels mix|each`)",
-                  protocol="4 official development folds; the evaluation set is fold 5 (`--fold evaluation`), "
-                           "never a development fold; macro-F1 (also the default `--select-metric`)")
+                  protocol=TASK.protocol)
 def read_dcase2018(path: Path) -> Manifest:
     return TASK.read(path)
