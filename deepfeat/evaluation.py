@@ -183,7 +183,8 @@ def summary_table(metrics: dict) -> str:
     if metrics.get("per_fold"):
         details.append(f"{len(metrics['per_fold'])}-fold CV, each fold as test")
     elif metrics.get("test_fold") is not None:
-        details.append(f"test fold {metrics['test_fold']}")
+        evaluation = metrics.get("test_partition") == "evaluation"
+        details.append(f"{'evaluation set, fold' if evaluation else 'test fold'} {metrics['test_fold']}")
     if metrics.get("best_C") is not None:
         details.append(f"best C {metrics['best_C']:.0e}")
     lines = [f"{head} ({', '.join(details)})" if details else head]

@@ -112,8 +112,9 @@ def load_manifest(path: str | Path, audio_root: str | Path | None = None, *, lay
     options = {k: v for k, v in (("audio_root", audio_root), ("n_folds", n_folds)) if v is not None}
     unused = sorted(set(options) - set(reader.options))
     if unused:
-        raise ConfigError(f"{path}: option(s) {', '.join(unused)} do not apply to the {reader.name} layout; "
-                          "leave them out")
+        flags = {"audio_root": "audio_root (--labels)", "n_folds": "n_folds (--folds)"}
+        raise ConfigError(f"{path}: option(s) {', '.join(flags[k] for k in unused)} do not apply to the "
+                          f"{reader.name} layout; leave them out")
     manifest = reader.read(path, **{k: Path(v) if k == "audio_root" else v for k, v in options.items()})
     manifest = dataclasses.replace(manifest, layout=reader.name)
     if manifest.primary_metric not in METRICS:
