@@ -60,7 +60,7 @@ def test_mel_cache_adds_missing_variants_without_recomputing(manifest, tmp_path,
     before = read_mels(path, [ORIGINAL])
     calls = []
     real = mel_cache_module.clip_mels
-    monkeypatch.setattr(mel_cache_module, "clip_mels", lambda *a: calls.append(a[-1]) or real(*a))
+    monkeypatch.setattr(mel_cache_module, "clip_mels", lambda *a: calls.append(a[4]) or real(*a))  # a[4]: the augmentations
     ensure_mel_cache(path, manifest, MEL, 1.0, [NOISE], workers=1, progress=False)
     assert calls and all(todo == [NOISE] for todo in calls)  # only the new variant is computed
     calls.clear()
