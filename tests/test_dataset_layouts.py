@@ -116,7 +116,7 @@ def test_gtzan_original_archive_layout(tmp_path, write_wav):
 
 
 def test_options_of_other_layouts_are_refused(layouts):
-    with pytest.raises(ConfigError, match="n_folds do not apply to the dcase2018 layout"):
+    with pytest.raises(ConfigError, match=r"n_folds \(--folds\) do not apply to the dcase2018 layout"):
         load_manifest(layouts["dcase2018"], n_folds=10)
     with pytest.raises(ConfigError, match="channels must be one of mix, each"):
         load_manifest(layouts["dcase2018"], channels="left")

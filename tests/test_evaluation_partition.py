@@ -118,3 +118,15 @@ def test_fusion_selects_by_the_primary_metric_and_finds_the_evaluation_runs(tmp_
 def test_feature_sets_default_to_accuracy():
     data = store_data(feature_set(blobs()))
     assert data.primary_metric == "accuracy" and data.evaluation_folds == ()
+
+
+def test_exports_name_the_channel_of_each_row(tmp_path):
+    from deepfeat.export import write_arff, write_csv
+
+    data = blobs(n_folds=2, per_cell=1, windows=2)
+    data["window_starts"] = None
+    fs = read_store(_store(tmp_path / "each.h5", data, np.tile([0, 1], len(data["ids"]) // 2)))
+    lines = write_csv(fs, tmp_path / "each.csv").read_text().splitlines()
+    assert lines[0].startswith("name,channel,neuron_1") and lines[1].startswith("f1-c0-0,0,")
+    assert lines[2].startswith("f1-c0-0,1,")
+    assert "@attribute channel numeric" in write_arff(fs, tmp_path / "each.arff").read_text()
