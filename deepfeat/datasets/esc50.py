@@ -1,8 +1,9 @@
 """ESC-50 (Piczak 2015) and its ESC-10 subset: ``audio/*.wav`` + ``meta/esc50.csv``.
 
-Checked against the dataset's README (github.com/karolpiczak/ESC-50): ``meta/esc50.csv`` has the
-header ``filename,fold,target,category,esc10,src_file,take``; clips are named
-``{fold}-{src_file}-{take}-{target}.wav``; 5 folds, clips of one source file in one fold.
+Checked against the metadata file as the dataset ships it (its first lines, as other readers of
+ESC-50 quote them): ``meta/esc50.csv`` has the header ``filename,fold,target,category,esc10,src_file,take``
+(e.g. ``1-100032-A-0.wav,1,0,dog,True,100032,A``); clips are ``{fold}-{src_file}-{take}-{target}.wav``;
+5 folds.
 """
 from __future__ import annotations
 

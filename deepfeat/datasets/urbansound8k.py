@@ -1,8 +1,9 @@
 """UrbanSound8K (Salamon et al. 2014): ``audio/fold1..10/*.wav`` + ``metadata/UrbanSound8K.csv``.
 
-Checked against the dataset's README: the metadata header is
-``slice_file_name,fsID,start,end,salience,fold,classID,class`` and each clip lies in
-``audio/fold<fold>/``; the 10 predefined folds must be kept (no reshuffling).
+Checked against the metadata file as the dataset ships it (its first lines, as other readers of
+UrbanSound8K quote them): the header is ``slice_file_name,fsID,start,end,salience,fold,classID,class``
+(e.g. ``100032-3-0-0.wav,100032,0.0,0.317551,1,5,3,dog_bark``) and each clip lies in
+``audio/fold<fold>/``; the 10 predefined folds are kept.
 """
 from __future__ import annotations
 
