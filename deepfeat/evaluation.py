@@ -29,6 +29,8 @@ RESULTS_DIR = Path("results")
 #: Score names written as ``devel_<name>`` / ``test_<name>`` by every stage.
 SCORE_NAMES = ("accuracy", "macro_f1", "uar")
 _SCORE_TITLES = {"accuracy": "accuracy", "macro_f1": "macro F1", "uar": "UAR"}
+#: What ``metrics.json`` says of its scores: every ``*_accuracy``, ``*_macro_f1``, ``*_uar`` is a fraction.
+SCORE_UNITS = "fraction in [0, 1] (accuracy 0.8875 = 88.75 %)"
 
 
 def classification_metrics(y_true, y_pred, label_names: Sequence[str]) -> dict:
@@ -133,7 +135,7 @@ def write_run(run_dir: str | Path, *, system: str, metrics: dict, scores: Scores
         save_model(run_dir, model)
     scores.write(run_dir / "scores.h5")
     write_json(run_dir / "metrics.json", {
-        "system": system, **metrics, "label_names": list(label_names),
+        "system": system, "score_units": SCORE_UNITS, **metrics, "label_names": list(label_names),
         "test_confusion_matrix": confusion_matrix(y_true_test, y_pred_test, labels=labels)})
     return run_dir
 
@@ -201,6 +203,15 @@ def summary_table(metrics: dict) -> str:
     if seconds is not None:
         lines.append(f"time: {seconds:.1f} s")
     return "\n".join(lines)
+
+
+def result_line(metrics: dict) -> str:
+    """One line for scripts (``-q``): ``SYSTEM: test accuracy 88.75 % (devel 88.75 %, test fold 5) → RUN_DIR``
+    (``mean ± std`` over test folds for ``--cv`` runs)."""
+    where = f"{len(metrics['per_fold'])}-fold CV" if metrics.get("per_fold") else f"test fold {metrics.get('test_fold', '?')}"
+    line = (f"{metrics.get('system', '')}: test accuracy {_cell(metrics, 'test_accuracy')} % "
+            f"(devel {_cell(metrics, 'devel_accuracy')} %, {where})")
+    return line + (f" → {metrics['run_dir']}" if metrics.get("run_dir") else "")
 
 
 def _format_rows(rows: list[tuple[str, ...]]) -> list[str]:
