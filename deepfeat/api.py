@@ -138,8 +138,11 @@ def _prepared(samples: np.ndarray, extractor: Extractor) -> tuple[np.ndarray, li
     return np.concatenate(parts), [len(p) for p in parts], starts
 
 
-def _frames_of(inputs, extractor: Extractor, sr: int | None, progress: bool) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Per input: (features [n_segments, D], segment starts [n_segments] in seconds)."""
+def segment_features(inputs, extractor: Extractor, sr: int | None = None,
+                     progress: bool = False) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Features of ``inputs`` (as :func:`embed` takes them) through a loaded ``extractor``: per
+    input, (features float32 [n_segments, D], segment starts [n_segments] in seconds), a segment
+    being the whole clip or each ``extractor.segment`` window; ``sr``: the rate of array inputs."""
     from tqdm import tqdm
 
     items = _as_inputs(inputs)
@@ -195,7 +198,7 @@ def embed(inputs, network: str = DEFAULT_NETWORK, *, weights: str | None = None,
     """
     extractor = load_extractor(network, weights=weights, layer=layer, plot=plot, window=window,
                                batch_size=batch_size, device=device)
-    frames = _frames_of(inputs, extractor, sr, progress)
+    frames = segment_features(inputs, extractor, sr, progress)
     if not frames:
         return np.zeros((0, extractor.dim), np.float32)
     return np.stack([features.mean(axis=0) for features, _ in frames]).astype(np.float32, copy=False)
@@ -224,7 +227,8 @@ def embed_frames(inputs, network: str = DEFAULT_NETWORK, *, window: tuple[float,
     """
     extractor = load_extractor(network, weights=weights, layer=layer, plot=plot, window=window,
                                batch_size=batch_size, device=device)
-    frames = [(f.astype(np.float32, copy=False), s) for f, s in _frames_of(inputs, extractor, sr, progress)]
+    frames = [(features.astype(np.float32, copy=False), starts)
+              for features, starts in segment_features(inputs, extractor, sr, progress)]
     return frames[0] if _is_one_input(inputs) else frames
 
 

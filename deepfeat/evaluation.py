@@ -4,14 +4,14 @@ The protocol: one fold of the dataset is the test set; the others form the devel
 which hyper-parameters are chosen by cross-validation over those folds. A run directory
 (default ``results/<dataset>/<system>/``) then holds:
 
-===================================  ====================================================================================
-``metrics.json``                     devel/test accuracy, macro F1, UAR (fractions), folds, timings, ... (see each stage)
+===================================  ===================================================================
+``metrics.json``                     devel/test accuracy, macro F1, UAR (fractions), folds, timings, ...
 ``report.txt``/``.json``             per-class precision, recall and F1 on the test fold
 ``confusion_matrix.png``             test-fold confusion matrix with class names (counts)
 ``confusion_matrix_normalised.png``  the same, each row in % of its true class (diagonal: recall)
 ``model.joblib``                     the fitted model, when the stage has one
 ``scores.h5``                        per-clip class scores (:class:`deepfeat.scores.Scores`)
-===================================  ====================================================================================
+===================================  ===================================================================
 
 Scores are fractions in [0, 1] in files and percentages on the terminal.
 """
@@ -223,7 +223,8 @@ def summary_table(metrics: dict) -> str:
 def result_line(metrics: dict) -> str:
     """One line for scripts (``-q``): ``SYSTEM: test accuracy 88.75 % (devel 88.75 %, test fold 5) → RUN_DIR``
     (``mean ± std`` over test folds for ``--cv`` runs)."""
-    where = f"{len(metrics['per_fold'])}-fold CV" if metrics.get("per_fold") else f"test fold {metrics.get('test_fold', '?')}"
+    folds = metrics.get("per_fold")
+    where = f"{len(folds)}-fold CV" if folds else f"test fold {metrics.get('test_fold', '?')}"
     line = (f"{metrics.get('system', '')}: test accuracy {_cell(metrics, 'test_accuracy')} % "
             f"(devel {_cell(metrics, 'devel_accuracy')} %, {where})")
     return line + (f" → {metrics['run_dir']}" if metrics.get("run_dir") else "")

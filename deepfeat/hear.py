@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .api import DEFAULT_NETWORK, _frames_of, load_extractor
+from .api import DEFAULT_NETWORK, load_extractor, segment_features
 from .errors import ConfigError
 
 DEFAULT_HOP = 0.05  #: seconds between timestamp embeddings
@@ -46,8 +46,9 @@ class HearModel(torch.nn.Module):
         self.hop = float(hop)  #: seconds between timestamps
 
     def extra_repr(self) -> str:
-        return (f"network={self.extractor.name}, weights={self.extractor.weights}, layer={self.extractor.layer}, "
-                f"sample_rate={self.sample_rate}, dim={self.scene_embedding_size}, window={self.window}, hop={self.hop}")
+        ex = self.extractor
+        return (f"network={ex.name}, weights={ex.weights}, layer={ex.layer}, sample_rate={self.sample_rate}, "
+                f"dim={self.scene_embedding_size}, window={self.window}, hop={self.hop}")
 
 
 def load_model(model_file_path: str = "", network: str = DEFAULT_NETWORK, weights: str | None = None,
@@ -82,7 +83,7 @@ def _sounds(audio) -> list[np.ndarray]:
 
 def get_scene_embeddings(audio: torch.Tensor, model: HearModel) -> torch.Tensor:
     """One embedding per sound: float32 [n_sounds, model.scene_embedding_size] (on ``audio``'s device)."""
-    frames = _frames_of(_sounds(audio), model.extractor, model.sample_rate, progress=False)
+    frames = segment_features(_sounds(audio), model.extractor, model.sample_rate)
     scene = np.stack([features.mean(axis=0) for features, _ in frames]).astype(np.float32)
     return torch.from_numpy(scene).to(audio.device)
 
@@ -107,7 +108,7 @@ def get_timestamp_embeddings(audio: torch.Tensor, model: HearModel) -> tuple[tor
     windows = [timestamp_windows(s, model.sample_rate, model.window, model.hop) for s in sounds]
     flat = [w for sound_windows, _ in windows for w in sound_windows]
     rows = np.stack([features.mean(axis=0) for features, _ in
-                     _frames_of(flat, model.extractor, model.sample_rate, progress=False)]).astype(np.float32)
+                     segment_features(flat, model.extractor, model.sample_rate)]).astype(np.float32)
     n = len(windows[0][1]) if windows else 0
     embeddings = torch.from_numpy(rows.reshape(len(sounds), n, -1))
     timestamps = torch.from_numpy(np.stack([t for _, t in windows]) if windows else np.zeros((0, 0)))

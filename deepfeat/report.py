@@ -239,7 +239,8 @@ def fusion_verdict(runs: list[Run]) -> list[str]:
     return lines
 
 
-_CHART_COLOURS = {"image-imagenet": ("tab:blue", "image CNN, ImageNet"), "image-none": ("tab:cyan", "image CNN, random init"),
+_CHART_COLOURS = {"image-imagenet": ("tab:blue", "image CNN, ImageNet"),
+                  "image-none": ("tab:cyan", "image CNN, random init"),
                   "image": ("tab:purple", "image CNN, other weights"), "audio": ("tab:green", "audio model"),
                   "crnn": ("tab:orange", "CRNN"), "fusion": ("tab:red", "fusion")}
 
