@@ -5,7 +5,8 @@ import json
 
 import click
 
-quiet_option = click.option("-q", "--quiet", is_flag=True, help="No progress bars or summaries (for scripts).")
+quiet_option = click.option("-q", "--quiet", is_flag=True,
+                            help="No progress bars or tables (for scripts); a run prints its one result line.")
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON instead of a table.")
 
 
@@ -93,14 +94,16 @@ select_metric_option = click.option("--select-metric", type=LazyChoice(_score_na
 
 
 def show_run(metrics: dict | list, as_json: bool, quiet: bool) -> None:
-    """Print a run's metrics: JSON, or the summary table and the run folder (nothing with ``quiet``)."""
-    from deepfeat.evaluation import jsonable, summary_table
+    """Print a run's metrics: JSON, or the summary table and the run folder (``quiet``: one
+    result line per run)."""
+    from deepfeat.evaluation import jsonable, result_line, summary_table
 
     if as_json:
         click.echo(json.dumps(jsonable(metrics), indent=2))
         return
-    if quiet:
-        return
     for m in metrics if isinstance(metrics, list) else [metrics]:
+        if quiet:
+            click.echo(result_line(m))
+            continue
         click.echo(summary_table(m))
         click.echo(f"wrote {m['run_dir']}")

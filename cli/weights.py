@@ -20,8 +20,8 @@ def list_weights():
     known = registry.registered()
     click.echo("folders searched, in order (after the pip package that ships a file; "
                "$DEEPFEAT_WEIGHTS_DIR first when set):")
-    for folder in registry.cache_dirs():
-        click.echo(f"  {folder}")
+    for folder, only in registry.search_dirs().items():
+        click.echo(f"  {folder}" + (f"  (for {', '.join(only)})" if only else ""))
     for name, wf in known.items():
         path = registry.locate(wf)
         if path:

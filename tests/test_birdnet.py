@@ -157,3 +157,26 @@ def test_cli_extract_writes_store(tmp_path, birdnet):
     cfg = store.config["extractor"]
     assert (cfg["network"], cfg["weights"], cfg["sample_rate"], cfg["hop"]) == ("birdnet", "birdnet_v2.4", RATE, 3.0)
     assert store.config["weights_sha256"] == weights.get("birdnet_v2.4").sha256
+
+
+def test_native_stderr_filter_drops_only_the_noise(capfd):
+    """What native code writes to fd 2 comes back, less the runtime's delegate announcement."""
+    import os
+
+    from deepfeat.extractors.birdnet import native_stderr_without
+
+    with native_stderr_without():
+        os.write(2, b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\nERROR: a real problem\n")
+    assert capfd.readouterr().err == "ERROR: a real problem\n"
+
+
+@needs_model
+def test_loading_birdnet_prints_nothing_to_stderr():
+    """The TFLite runtime announces its XNNPACK delegate on stderr when tensors are allocated
+    (once per process, hence a fresh one); ``extract -q`` must stay silent."""
+    pytest.importorskip("ai_edge_litert")
+    import subprocess
+
+    code = "from deepfeat.extractors import create_extractor; create_extractor('birdnet').load()"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "XNNPACK" not in done.stderr and done.stderr.strip() == ""

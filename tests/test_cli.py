@@ -10,6 +10,8 @@ from PIL import Image
 from deepfeat.cli.main import cli, main
 from deepfeat.store import read_store
 
+from .conftest import tone
+
 
 @pytest.fixture(scope="module")
 def runner():
@@ -44,6 +46,29 @@ def test_plot_writes_pngs_of_network_size(runner, demo_dir, tmp_path, colormap):
     assert result.exit_code == 0, result.output
     pngs = sorted((tmp_path / "png").glob("*.png"))
     assert len(pngs) == 3 and Image.open(pngs[0]).size == (224, 224)
+
+
+def test_plot_figure_writes_a_labelled_figure_beside_each_image(runner, demo_dir, tmp_path):
+    out = tmp_path / "fig"
+    result = runner.invoke(cli, ["plot", str(demo_dir), "-o", str(out), "--limit", "2", "--figure", "-sr", "16000"])
+    assert result.exit_code == 0, result.output
+    images, figures = sorted(out.glob("*.png")), sorted((out / "figures").glob("*.png"))
+    assert len(images) == 2 and [p.name for p in figures] == [p.name for p in images]
+    with Image.open(images[0]) as image, Image.open(figures[0]) as figure:
+        assert image.size == (224, 224) and figure.size == (800, 400)
+
+
+def test_labelled_figure_has_time_frequency_and_db_axes():
+    from deepfeat.config import MelConfig, PlotConfig
+    from deepfeat.plot import spectrogram_figure
+
+    fig = spectrogram_figure(tone(1000.0, 2.0), PlotConfig(mel=MelConfig(sample_rate=16000)), title="tone")
+    ax, colour_bar = fig.axes
+    assert ax.get_xlabel() == "time [s]" and ax.get_xlim()[1] == pytest.approx(2.0, abs=0.02)
+    assert ax.get_ylabel().startswith("frequency [Hz]") and ax.get_yscale() == "symlog"  # librosa's mel axis
+    assert ax.get_ylim()[1] == pytest.approx(8000.0, rel=0.02)  # Nyquist at 16 kHz (edge of the top band), in Hz
+    assert "dB" in colour_bar.get_ylabel() and colour_bar.get_ylim() == (-60.0, 0.0)
+    assert ax.get_title().startswith("tone: 128 mel bands")
 
 
 def test_plot_windows(runner, demo_dir, tmp_path):

@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -46,8 +47,28 @@ def test_svm_writes_a_run_and_prints_a_summary(separable_store, tmp_path, capsys
 def test_default_run_dir_is_results_dataset_system(separable_store, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     status, out, _ = run(["svm", str(separable_store), "-q"], capsys)
-    assert status == 0 and out == ""
-    assert (tmp_path / "results" / "toy" / "svm-toynet-none" / "metrics.json").is_file()
+    run_dir = Path("results") / "toy" / "svm-toynet-none"
+    assert status == 0 and out.splitlines() == [
+        f"svm-toynet-none: test accuracy 100.00 % (devel 100.00 %, test fold 5) → {run_dir}"]
+    assert (tmp_path / run_dir / "metrics.json").is_file()
+
+
+def test_quiet_cross_validation_prints_one_line(separable_store, tmp_path, capsys):
+    status, out, _ = run(["svm", str(separable_store), "--cv", "-o", str(tmp_path), "-q"], capsys)
+    assert status == 0 and out.splitlines() == [
+        f"svm-toynet-none: test accuracy 100.00 ± 0.00 % (devel 100.00 ± 0.00 %, 5-fold CV) → {tmp_path}"]
+
+
+def test_metrics_json_scores_are_named_fractions(separable_store, tmp_path, capsys):
+    """Every score in metrics.json is a fraction in [0, 1], and the file says so."""
+    run(["svm", str(separable_store), "--fold", "3", "-o", str(tmp_path), "--c-grid", "1e-5,1", "-q"], capsys)
+    m = json.loads((tmp_path / "metrics.json").read_text())
+    assert m["score_units"].startswith("fraction in [0, 1]")
+    scores = {k: v for k, v in m.items() if k.endswith(("_accuracy", "_macro_f1", "_uar")) and k != "devel_fold_accuracy"}
+    scores.update({f"devel_fold_accuracy.{k}": v for k, v in m["devel_fold_accuracy"].items()})
+    scores.update({f"cv.{row['C']}": row["accuracy"] for row in m["cv"]})
+    assert len(scores) == 6 + 4 + 2 and all(0.0 <= v <= 1.0 for v in scores.values()), scores
+    assert m["test_accuracy"] == 1.0
 
 
 def test_json_output(separable_store, tmp_path, capsys):

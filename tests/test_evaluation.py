@@ -118,8 +118,9 @@ def test_write_run_writes_every_output(tmp_path, with_model):
     assert all(name in report for name in NAMES)
     per_class = json.loads((run / "report.json").read_text())
     assert per_class["dog"]["support"] == int(np.sum(y_true == 0))
-    with Image.open(run / "confusion_matrix.png") as png:
-        assert png.size[0] > 200 and png.size[1] > 200
+    for name in ("confusion_matrix.png", "confusion_matrix_normalised.png"):
+        with Image.open(run / name) as png:
+            assert png.size[0] > 200 and png.size[1] > 200
     back = read_scores(run / "scores.h5")
     np.testing.assert_allclose(back.scores, scores.scores, rtol=1e-6)
     assert list(back.ids) == list(scores.ids) and back.test_fold == 3
@@ -174,3 +175,17 @@ def test_summary_table_cross_validation():
 def test_write_json_creates_parents(tmp_path):
     path = write_json(tmp_path / "a" / "b.json", {"x": np.float64(1.5)})
     assert json.loads(path.read_text()) == {"x": 1.5}
+
+
+@pytest.mark.parametrize("normalize, expected", [
+    (False, [["3", "1", "0"], ["0", "2", "0"], ["1", "0", "0"]]),
+    (True, [["75%", "25%", "0%"], ["0%", "100%", "0%"], ["100%", "0%", "0%"]]),
+])
+def test_confusion_figure_counts_or_row_percentages(normalize, expected):
+    from deepfeat.evaluation import confusion_figure
+
+    y_true, y_pred = [0, 0, 0, 0, 1, 1, 2], [0, 0, 0, 1, 1, 1, 0]
+    ax = confusion_figure(y_true, y_pred, ["dog", "rain", "sea"], title="toy", normalize=normalize).axes[0]
+    cells = sorted(ax.texts, key=lambda t: (t.get_position()[1], t.get_position()[0]))  # row 0 first (image rows)
+    assert [[t.get_text() for t in cells[i * 3:(i + 1) * 3]] for i in range(3)] == expected
+    assert ax.get_title() == "toy" + (", row-normalised" if normalize else "")

@@ -4,6 +4,7 @@ import importlib
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -196,5 +197,6 @@ def test_weights_list_does_not_import_torchvision():
     lines = out.splitlines()
     assert lines[-1] == "torchvision imported: False"
     assert lines[0].startswith("folders searched") and any(line.startswith("resnet18-imagenet ") for line in lines)
-    folders = [line.strip() for line in lines if line.startswith("  ")]
-    assert folders == [str(d) for d in weights.cache_dirs()]
+    folders = [line.split()[0] for line in lines if line.startswith("  ")]
+    assert folders == [str(d) for d in weights.search_dirs()]
+    assert str(weights.cache_dirs()[-1]).endswith("checkpoints") and str(Path.home() / "panns_data") in folders

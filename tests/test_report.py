@@ -12,7 +12,7 @@ from deepfeat.classify import run_svm
 from deepfeat.errors import ConfigError
 from deepfeat.evaluation import classification_metrics, write_run
 from deepfeat.fusion import run_fusion, select_group
-from deepfeat.report import CHART, README, collect_runs, fusion_verdict, write_report
+from deepfeat.report import CHART, README, accuracy_figure, chart_range, collect_runs, fusion_verdict, write_report
 from deepfeat.store import StoreWriter
 
 from .test_fusion import LABEL_NAMES, N_CLASSES, clip_table, synthetic_system
@@ -119,6 +119,38 @@ def test_report_writes_the_chart(results):
     png = (results / CHART).read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
     assert f"]({CHART})" in (results / README).read_text()
+
+
+def test_chart_is_sorted_best_on_top_and_zoomed_to_the_data(results):
+    runs, _ = collect_runs(results)
+    ax = accuracy_figure(runs, "synthetic, test fold 5").axes[0]
+    labels = [t.get_text() for t in ax.get_yticklabels()][::-1]  # top to bottom
+    test = {r.system: 100 * r.metrics["test_accuracy"] for r in runs}
+    assert sorted(labels) == sorted(test) and [test[s] for s in labels] == sorted(test.values(), reverse=True)
+    low = min(min(test.values()), min(100 * r.metrics["devel_accuracy"] for r in runs))
+    assert ax.get_xlim() == chart_range([low]) and ax.get_xlim()[0] <= low - 2
+    assert ax.get_title().startswith("Test accuracy per system, best on top: synthetic")
+    written = {t.get_text() for t in ax.texts}
+    assert {f"{v:.1f}" for v in test.values()} <= written  # every bar says its value
+
+
+@pytest.mark.parametrize("values, expected", [([88.8, 71.2, 93.8], (65.0, 100.0)), ([99.0, 97.5], (95.0, 100.0)),
+                                              ([1.0, 50.0], (0.0, 100.0)), ([72.0], (70.0, 100.0))])
+def test_chart_range(values, expected):
+    assert chart_range(values) == expected
+
+
+def test_audio_models_are_told_apart_without_their_scores_file(results, tmp_path):
+    """A run folder without scores.h5 (e.g. a committed results/ folder) is classified from its
+    metrics: BirdNET is an audio model, not an image CNN."""
+    import shutil
+
+    copy = tmp_path / "results"
+    shutil.copytree(results, copy)
+    for scores in copy.rglob("scores.h5"):
+        scores.unlink()
+    kinds = {r.system: r.kind for r in collect_runs(copy)[0] if not r.is_fusion}
+    assert kinds["svm-birdnet-birdnet_v2.4"] == "audio" and kinds["svm-efficientnet_lite0-imagenet"] == "image-imagenet"
 
 
 def test_extraction_is_blank_when_the_store_is_gone(results, tmp_path):

@@ -1,4 +1,5 @@
 import hashlib
+from pathlib import Path
 
 import pytest
 import torch
@@ -107,3 +108,28 @@ def test_no_network_or_torch_import_at_package_import():
     code = "import sys, deepfeat, deepfeat.weights, deepfeat.config; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_panns_checkpoint_is_found_where_panns_inference_keeps_it(isolated_cache, monkeypatch):
+    monkeypatch.setenv("HOME", str(isolated_cache / "home"))
+    wf = weights.get("panns_cnn14-audioset")
+    assert weights.locate(wf) is None
+    folder = isolated_cache / "home" / "panns_data"
+    assert folder in weights.entry_dirs(wf) and str(folder) in weights.missing_message(wf)
+    folder.mkdir(parents=True)
+    (folder / "Cnn14_mAP=0.431.pth").write_bytes(b"checkpoint")
+    assert weights.locate(wf) == folder / "Cnn14_mAP=0.431.pth"
+    assert weights.search_dirs()[folder] == ["panns_cnn14-audioset"]  # searched for that entry only
+    assert weights.locate(weights.get("resnet18-imagenet")) is None
+
+
+def test_openl3_checkpoint_is_found_in_the_torchopenl3_download_folder(isolated_cache):
+    """torchopenl3 fetches its weights with torch.hub.load_state_dict_from_url: torch's hub cache."""
+    import torch.hub
+
+    wf = weights.get("openl3-env_mel128")
+    folder = isolated_cache / "torch" / "hub" / "checkpoints"
+    assert folder == weights.cache_dirs()[-1] and Path(torch.hub.get_dir()) / "checkpoints" == folder
+    folder.mkdir(parents=True)
+    (folder / "torchopenl3_mel128_env_512.pth.tar").write_bytes(b"checkpoint")
+    assert weights.locate(wf) == folder / "torchopenl3_mel128_env_512.pth.tar"

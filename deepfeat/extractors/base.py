@@ -86,6 +86,8 @@ class Extractor(abc.ABC):
 
     #: Hz; audio is resampled to this rate before :meth:`frontend`
     sample_rate: int = 44100
+    #: seconds of audio one model input covers, for networks with a fixed input length (None: any)
+    input_seconds: float | None = None
 
     @property
     @abc.abstractmethod

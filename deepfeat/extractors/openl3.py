@@ -36,7 +36,8 @@ _NAME_PATTERN = re.compile(r"(linear|mel128|mel256)_(env|music)")
 _MODELS_URL = "https://github.com/torchopenl3/torchopenl3-models/raw/master/"
 
 # One torchopenl3 file per content type and input representation (the _512 and _6144 files hold
-# the same layers). Checksums not recorded.
+# the same layers). Checksums not recorded. torchopenl3 downloads them into torch's hub cache,
+# one of the folders searched.
 for _content in CONTENT_TYPES:
     for _repr in INPUT_REPRS:
         _file = f"torchopenl3_{_repr}_{_content}_512.pth.tar"
@@ -51,6 +52,7 @@ class OpenL3Extractor(TorchExtractor):
     kind = "audio"
     default_weights = "env_mel128"
     sample_rate = SAMPLE_RATE
+    input_seconds = WINDOW_SECONDS
     #: -w name → registry entry
     WEIGHTS = {f"{c}_{r}": f"openl3-{c}_{r}" for c in CONTENT_TYPES for r in INPUT_REPRS}
     checkpoint_hint = "a torchopenl3 checkpoint"

@@ -30,6 +30,7 @@ register(WeightsFile(
     name="panns_cnn14-audioset", filename="Cnn14_mAP=0.431.pth",
     url="https://zenodo.org/record/3987831/files/Cnn14_mAP%3D0.431.pth?download=1",
     licence="see Zenodo record 3987831 (PANNs, Kong et al. 2020)",
+    folders=("~/panns_data",),  # where panns_inference downloads it
 ))
 
 
