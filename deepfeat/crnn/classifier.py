@@ -13,7 +13,7 @@ from ..augment import AugmentConfig
 from ..errors import ConfigError
 from ..evaluation import classification_metrics
 from ..training.classifier import TorchClassifier
-from ..training.engine import Task, TrainConfig
+from ..training.engine import Task, TrainConfig, recalibrate_batch_norm
 from .config import ARCHITECTURES, CRNNArchitecture, CRNN_TRAINING
 from .model import CRNN
 
@@ -98,6 +98,10 @@ class CRNNClassifier(TorchClassifier):
         Augmentations; waveform ones need X with augmented copies (X[:, 1:]).
     validation_fraction : float
         Inner validation split of the training clips for early stopping and the best epoch (0: none).
+    recalibrate_bn : bool
+        After training, re-estimate the batch-norm statistics on the training clips with dropout
+        off (:func:`~deepfeat.training.engine.recalibrate_batch_norm`): the running statistics
+        otherwise lag behind weights that change fast in short trainings.
     device : str, optional
         ``cpu``, ``cuda`` … (default: CUDA when available).
     progress : bool
@@ -111,10 +115,11 @@ class CRNNClassifier(TorchClassifier):
     family = "crnn"
 
     def __init__(self, architecture="esc", training: TrainConfig | None = None, augment: AugmentConfig | None = None,
-                 validation_fraction: float = 0.0, device: str | None = None, progress: bool = False,
-                 frontend: dict | None = None):
+                 validation_fraction: float = 0.0, recalibrate_bn: bool = True, device: str | None = None,
+                 progress: bool = False, frontend: dict | None = None):
         self.architecture, self.training, self.augment = architecture, training, augment
-        self.validation_fraction, self.device, self.progress, self.frontend = validation_fraction, device, progress, frontend
+        self.validation_fraction, self.recalibrate_bn = validation_fraction, recalibrate_bn
+        self.device, self.progress, self.frontend = device, progress, frontend
 
     @classmethod
     def default_training(cls) -> TrainConfig:
@@ -134,6 +139,11 @@ class CRNNClassifier(TorchClassifier):
 
     def _task(self, module, X, y, X_val, y_val, device) -> CRNNTask:
         return CRNNTask(module, X, y, X_val, y_val, self.augment or AugmentConfig(), device)
+
+    def _after_training(self, task: CRNNTask) -> None:
+        if self.recalibrate_bn:
+            plain, batch = task.X[:, 0], self.training_config().batch_size
+            recalibrate_batch_norm(task.module, (plain[i:i + batch].to(task.device) for i in range(0, len(plain), batch)))
 
     def _logits(self, module, batch, device) -> torch.Tensor:
         return module(torch.from_numpy(np.ascontiguousarray(batch[:, 0])).to(device))

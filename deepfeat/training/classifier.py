@@ -103,6 +103,9 @@ class TorchClassifier(ClassifierMixin, BaseEstimator, abc.ABC):
     def _description(self) -> dict:
         return {}
 
+    def _after_training(self, task: Task) -> None:
+        """A last step on the trained ``task.module`` (default: none)."""
+
     def _identity(self) -> dict:
         """What besides the data and the TrainConfig identifies a training (for checkpoints)."""
         return {k: repr(v) for k, v in sorted(self.get_params(deep=False).items())
@@ -138,6 +141,7 @@ class TorchClassifier(ClassifierMixin, BaseEstimator, abc.ABC):
                     "classes": [str(c) for c in self.classes_], "validation_rows": val_rows.tolist()}
         result = train(task, config, checkpoint=checkpoint, identity=identity, device=device, progress=self.progress,
                        desc=f"{self.family} {Path(checkpoint).stem}" if checkpoint else self.family)
+        self._after_training(task)
         self.module_ = module.cpu().eval()
         self.history_, self.best_epoch_ = result.history, result.best_epoch
         self.validation_rows_ = val_rows

@@ -272,3 +272,25 @@ def train(task: Task, config: TrainConfig, *, checkpoint: str | Path | None = No
         task.module.load_state_dict(run.best_state)
     task.module.eval()
     return run.result
+
+
+@torch.no_grad()
+def recalibrate_batch_norm(module: torch.nn.Module, batches: Iterable[torch.Tensor]) -> None:
+    """Re-estimate every batch-norm layer's running statistics as the plain average over
+    ``batches`` (model inputs), with dropout off: the statistics then describe the activations the
+    network sees in eval mode, not those of training with dropout (the variance shift of dropout
+    feeding batch norm, Li et al. 2019). The module is left in eval mode."""
+    norms = [m for m in module.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return
+    module.eval()
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average
+        m.train()
+    for x in batches:
+        module(x)
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
+    module.eval()
