@@ -122,13 +122,10 @@ def _naive_seconds(network: str, weights: str, extractor, images: np.ndarray, re
     plain = create_extractor(network, weights=weights, device=str(device), optimize=False)
     plain.load()
     naive = plain.model.float().to(memory_format=torch.contiguous_format)
-    torch.set_flush_denormal(False)
     mean = torch.tensor(extractor.spec.mean).view(3, 1, 1)
     std = torch.tensor(extractor.spec.std).view(3, 1, 1)
     _naive_forward(naive, images[:1], mean, std, device)  # warm-up
-    seconds = best_seconds(lambda: _naive_forward(naive, images, mean, std, device), repeats)
-    torch.set_flush_denormal(True)  # as the optimised CPU path leaves it
-    return seconds
+    return best_seconds(lambda: _naive_forward(naive, images, mean, std, device), repeats)
 
 
 def bench_forward(network: str, weights: str, images: np.ndarray, sizes: Sizes, device) -> dict:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -175,14 +176,15 @@ class ImageCNNExtractor(TorchExtractor):
     SPECS: ClassVar[dict[str, CNNSpec]] = CNN_SPECS  #: the networks of this class
 
     def __init__(self, name: str, plot: PlotConfig | None = None, batch_size: int | None = None,
-                 optimize: bool = True, **kwargs):
+                 optimize: bool = True, input_size: tuple[int, int] | None = None, **kwargs):
         if name not in self.SPECS:
             raise ConfigError(f"unknown image network {name!r} for {type(self).__name__}; "
                               f"choose one of {', '.join(self.SPECS)}")
         self.spec = self.SPECS[name]
         plot = plot or PlotConfig()
-        if plot.size != (self.spec.input_size,) * 2:
-            plot = PlotConfig(**{**plot.__dict__, "size": (self.spec.input_size, self.spec.input_size)})
+        size = tuple(input_size) if input_size else (self.spec.input_size, self.spec.input_size)
+        if plot.size != size:  # the network's own input size unless another (H, W) is asked for
+            plot = PlotConfig(**{**plot.__dict__, "size": size})
         self.plot = plot
         super().__init__(name, duration=plot.duration, segment=plot.segment, **kwargs)
         self.layer = self.layer or self.spec.default_layer
@@ -261,7 +263,7 @@ class ImageCNNExtractor(TorchExtractor):
         if self.model is None:
             self.load()
         outs = []
-        with torch.inference_mode():
+        with torch.inference_mode(), flush_denormals():
             for batch in row_batches(inputs, self.batch_size):
                 x = torch.from_numpy(np.require(batch, requirements=["C", "W"]))
                 x = x.to(self.device, non_blocking=True).permute(0, 3, 1, 2)  # NHWC memory = channels_last
@@ -278,13 +280,24 @@ class ImageCNNExtractor(TorchExtractor):
                 "normalisation": {"mean": list(self.spec.mean), "std": list(self.spec.std)}}
 
 
+@contextmanager
+def flush_denormals():
+    """Flush denormal floats to zero inside the block (CPU inference only): activations of flat
+    spectrogram regions otherwise fall into the slow denormal range. The setting is process-wide,
+    so it is switched off again on exit: training that follows in the same process (``deepfeat
+    paper`` runs every stage in one) computes exactly as it does on its own."""
+    torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(False)
+
+
 def _frozen_for_cpu(model: torch.nn.Module, example_shape: tuple[int, ...]) -> torch.nn.Module:
     """TorchScript-trace, freeze and ``optimize_for_inference`` an eval-mode network for CPU; the
-    eager network if tracing fails. Denormal floats are flushed to zero (process-wide): activations
-    of flat spectrogram regions otherwise fall into the slow denormal range."""
+    eager network if tracing fails."""
     import warnings
 
-    torch.set_flush_denormal(True)
     try:
         with warnings.catch_warnings(), torch.inference_mode():
             warnings.simplefilter("ignore")
