@@ -91,6 +91,9 @@ class FineTunedCNN(TorchClassifier):
         Inner validation split of the training clips (early stopping, best epoch; 0: none).
     device, progress
         As for every trained classifier.
+    frontend : dict, optional
+        How the inputs were made (plot settings, image size, normalisation); recorded with the
+        saved model (``deepfeat explain`` rebuilds the inputs and the frozen trunk from it).
 
     ``X``: trunk activations [N, V, …] (version 0 the plain image; ``predict_proba`` uses it).
     """
@@ -99,10 +102,11 @@ class FineTunedCNN(TorchClassifier):
 
     def __init__(self, network: str = "efficientnet_lite0", weights: str = "imagenet", train_blocks: int | None = 2,
                  training: TrainConfig | None = None, mixup_alpha: float = 0.2, head_dropout: float = 0.2,
-                 validation_fraction: float = 0.0, device: str | None = None, progress: bool = False):
+                 validation_fraction: float = 0.0, device: str | None = None, progress: bool = False,
+                 frontend: dict | None = None):
         self.network, self.weights, self.train_blocks, self.training = network, weights, train_blocks, training
         self.mixup_alpha, self.head_dropout, self.validation_fraction = mixup_alpha, head_dropout, validation_fraction
-        self.device, self.progress = device, progress
+        self.device, self.progress, self.frontend = device, progress, frontend
 
     @classmethod
     def default_training(cls) -> TrainConfig:
@@ -139,7 +143,8 @@ class FineTunedCNN(TorchClassifier):
 
     def _description(self) -> dict:
         return {"network": self.network, "weights": self.weights, "train_blocks": self.train_blocks,
-                "head_dropout": self.head_dropout, "batch_size": self.training_config().batch_size}
+                "head_dropout": self.head_dropout, "batch_size": self.training_config().batch_size,
+                "frontend": self.frontend}
 
     @classmethod
     def _from_description(cls, info: dict) -> "FineTunedCNN":
@@ -148,4 +153,14 @@ class FineTunedCNN(TorchClassifier):
         config = dataclasses.replace(cls.default_training(), batch_size=info["batch_size"])
         # the architecture is rebuilt without its pretrained weights: the saved state dict replaces them
         return cls(network=info["network"], weights="none", train_blocks=info["train_blocks"], training=config,
-                   head_dropout=info["head_dropout"])
+                   head_dropout=info["head_dropout"], frontend=info.get("frontend"))
+
+    @classmethod
+    def load(cls, run_dir) -> "FineTunedCNN":
+        """The fitted classifier saved in ``run_dir`` (its ``weights`` as trained from)."""
+        import json
+        from pathlib import Path
+
+        model = super().load(run_dir)
+        model.weights = json.loads((Path(run_dir) / "model.json").read_text())["weights"]
+        return model

@@ -144,9 +144,12 @@ def run_finetune(manifest: Manifest, run_dir: str | Path, *, test_fold: int = 5,
         fs = read_store(cache)
         X = fs.features.reshape(len(fs.features), *trunk.row_shape)
         data = ProtocolData.from_rows(X, fs.labels, fs.folds, fs.label_names, ids=fs.ids, source=str(cache))
-        estimator = clone(classifier).set_params(device=device, progress=progress)
+        plot_used = trunk.base.plot
+        frontend = {"plot": plot_used.to_dict(), "mean": list(trunk.base.spec.mean), "std": list(trunk.base.spec.std),
+                    "duration": plot_used.duration}
+        estimator = clone(classifier).set_params(device=device, progress=progress, frontend=frontend)
         estimator = SeedEnsemble(estimator, ensemble) if ensemble > 1 else estimator
-        system = system or system_name(classifier, ensemble, trunk.base.plot)
+        system = system or system_name(classifier, ensemble, plot_used)
         provenance = {"dataset": manifest.name, "network": classifier.network, "weights": classifier.weights,
                       "train_blocks": classifier.train_blocks, "ensemble": ensemble, "versions": int(X.shape[1]),
                       "augmentation": augment.names(), "mixup_alpha": classifier.mixup_alpha,
