@@ -122,13 +122,10 @@ def _naive_seconds(network: str, weights: str, extractor, images: np.ndarray, re
     plain = create_extractor(network, weights=weights, device=str(device), optimize=False)
     plain.load()
     naive = plain.model.float().to(memory_format=torch.contiguous_format)
-    torch.set_flush_denormal(False)
     mean = torch.tensor(extractor.spec.mean).view(3, 1, 1)
     std = torch.tensor(extractor.spec.std).view(3, 1, 1)
     _naive_forward(naive, images[:1], mean, std, device)  # warm-up
-    seconds = best_seconds(lambda: _naive_forward(naive, images, mean, std, device), repeats)
-    torch.set_flush_denormal(True)  # as the optimised CPU path leaves it
-    return seconds
+    return best_seconds(lambda: _naive_forward(naive, images, mean, std, device), repeats)
 
 
 def bench_forward(network: str, weights: str, images: np.ndarray, sizes: Sizes, device) -> dict:
@@ -274,7 +271,9 @@ def bench_crnn(manifest, scratch: Path, sizes: Sizes, device) -> dict:
         ``mel_cache_seconds``, ``seconds_per_epoch`` (median over the epochs), ``train_clips_per_s``
         and ``projected_100_epochs_minutes``.
     """
-    from deepfeat.crnn import CRNN_MEL, DEFAULT_DURATION, TrainingConfig, train_crnn
+    import dataclasses
+
+    from deepfeat.crnn import CRNN_MEL, CRNN_TRAINING, DEFAULT_DURATION, CRNNClassifier
     from deepfeat.mel_cache import ensure_mel_cache, read_mels
 
     subset = head(manifest, sizes.crnn_clips)
@@ -283,9 +282,9 @@ def bench_crnn(manifest, scratch: Path, sizes: Sizes, device) -> dict:
     ensure_mel_cache(cache, subset, CRNN_MEL, DEFAULT_DURATION, progress=False, overwrite=True)
     mel_seconds = time.perf_counter() - tic
     mels = read_mels(cache, ["original"])
-    config = TrainingConfig(epochs=sizes.crnn_epochs)
-    result = train_crnn(mels, subset.label_indices(), len(subset.label_names), config, device=device, progress=False)
-    epochs = [h["seconds"] for h in result.history]
+    model = CRNNClassifier(training=dataclasses.replace(CRNN_TRAINING, epochs=sizes.crnn_epochs), device=str(device))
+    model.fit(mels.transpose(1, 0, 2, 3), subset.label_indices())
+    epochs = [h["seconds"] for h in model.history_]
     per_epoch = float(np.median(epochs))
     n = len(subset)
     return {"clips": n, "duration_s": DEFAULT_DURATION, "mel_frames": int(mels.shape[-1]),

@@ -4,12 +4,12 @@ from __future__ import annotations
 import click
 
 from deepfeat.augment import AUGMENTATION_NAMES
-from deepfeat.crnn.config import ARCHITECTURES, CRNN_MEL, DEFAULT_DURATION, TrainingConfig
+from deepfeat.crnn.config import ARCHITECTURES, CRNN_MEL, CRNN_TRAINING, DEFAULT_DURATION
 
 from .dataset_options import dataset_options, read_options
-from .options import fold_option, json_option, quiet_option, select_metric_option, show_run
-
-_TRAINING = TrainingConfig()
+from .options import (
+    fold_option, json_option, quiet_option, select_metric_option, show_run, training_config, training_options,
+)
 
 
 @click.command("crnn")
@@ -23,12 +23,9 @@ _TRAINING = TrainingConfig()
               help=f"Comma-separated, from {', '.join(AUGMENTATION_NAMES)}; or all / none. stretch: 0.8x, 1.2x; "
                    "pitch: ±2 semitones; noise: 5, 15 dB SNR; specaugment: 2+2 masks, width ≤ 20; patch: patch "
                    "replacement; mixup: α 0.2.")
-@click.option("--epochs", type=int, default=_TRAINING.epochs, show_default=True)
-@click.option("--batch-size", type=int, default=_TRAINING.batch_size, show_default=True)
-@click.option("--lr", "learning_rate", type=float, default=_TRAINING.learning_rate, show_default=True,
-              help="Adam learning rate.")
-@click.option("--seed", type=int, default=_TRAINING.seed, show_default=True,
-              help="Seed of initialisation, shuffling, augmentation.")
+@training_options(lambda: CRNN_TRAINING)
+@click.option("--validation-fraction", type=float, default=0.0, show_default=True,
+              help="Inner validation split of the training clips (early stopping, best epoch); 0: none.")
 @click.option("--duration", type=float, default=DEFAULT_DURATION, show_default=True,
               help="Pad or crop every clip to this, seconds.")
 @click.option("--clip-db", type=float, default=CRNN_MEL.clip_db, show_default=True, help="Mel floor below the maximum, dB.")
@@ -48,32 +45,33 @@ _TRAINING = TrainingConfig()
 @dataset_options
 @json_option
 @quiet_option
-def crnn(data, fold, run_dir, variant, augment, epochs, batch_size, learning_rate, seed, duration, clip_db, window,
-         hop, n_mels, sample_rate, mel_cache, workers, device, threads, overwrite, select_metric, as_json, quiet,
+def crnn(data, fold, run_dir, variant, augment, training_options, validation_fraction, duration, clip_db, window, hop,
+         n_mels, sample_rate, mel_cache, workers, device, threads, overwrite, select_metric, as_json, quiet,
          **dataset_kwargs):
     """Train the CRNN on log-mel spectrograms of DATA: out-of-fold scores for each development fold,
     then a model on all development folds scores the test fold.
 
     DATA is a labelled dataset with folds (ESC-50/ESC-10, UrbanSound8K, DCASE, GTZAN, a label CSV
     with a fold column). An interrupted run resumes from its per-epoch checkpoints when rerun
-    unchanged. --select-metric is recorded in metrics.json (the model after the last epoch is used).
+    unchanged. With --validation-fraction, --select-metric is what picks the best epoch (and early
+    stopping with --patience); it is recorded in metrics.json either way.
     """
     import dataclasses
 
     from deepfeat.augment import AugmentConfig
-    from deepfeat.crnn import run_crnn, system_name
+    from deepfeat.crnn import CRNNClassifier, run_crnn, system_name
     from deepfeat.datasets import load_manifest
     from deepfeat.evaluation import default_run_dir
 
-    config = TrainingConfig(architecture=ARCHITECTURES[variant], epochs=epochs, batch_size=batch_size,
-                            learning_rate=learning_rate, seed=seed,
-                            augment=AugmentConfig.from_names(augment.split(",")))
+    classifier = CRNNClassifier(architecture=variant, training=training_config(CRNN_TRAINING, training_options),
+                                augment=AugmentConfig.from_names(augment.split(",")),
+                                validation_fraction=validation_fraction)
     mel = dataclasses.replace(CRNN_MEL, sample_rate=sample_rate, n_mels=n_mels, window=window, hop=hop,
                               clip_db=clip_db)
     manifest = load_manifest(data, **read_options(dataset_kwargs))
-    system = system_name(config)
+    system = system_name(classifier)
     run_dir = run_dir or default_run_dir(manifest.name, system)
-    metrics = run_crnn(manifest, run_dir, test_fold=fold, config=config, mel=mel, duration=duration,
+    metrics = run_crnn(manifest, run_dir, test_fold=fold, classifier=classifier, mel=mel, duration=duration,
                        mel_cache=mel_cache, workers=workers, device=device, threads=threads, progress=not quiet,
                        overwrite=overwrite, system=system, select_metric=select_metric)
     show_run({**metrics, "run_dir": str(run_dir)}, as_json, quiet)

@@ -25,6 +25,8 @@ COMMANDS = {
     "weights": ("deepfeat.cli.weights", "weights"),
     "svm": ("deepfeat.cli.svm", "svm"),
     "crnn": ("deepfeat.cli.crnn", "crnn"),
+    "finetune": ("deepfeat.cli.finetune", "finetune"),
+    "explain": ("deepfeat.cli.explain", "explain"),
     "fuse": ("deepfeat.cli.fuse", "fuse"),
     "report": ("deepfeat.cli.report", "report"),
     "paper": ("deepfeat.cli.paper", "paper"),

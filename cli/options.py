@@ -1,6 +1,7 @@
 """Options shared by several subcommands; their defaults come from the library."""
 from __future__ import annotations
 
+import functools
 import json
 
 import click
@@ -107,3 +108,55 @@ def show_run(metrics: dict | list, as_json: bool, quiet: bool) -> None:
             continue
         click.echo(summary_table(m))
         click.echo(f"wrote {m['run_dir']}")
+
+
+def training_options(default_of):
+    """The training engine's options (``--epochs``, ``--lr``, ``--patience`` …) with the defaults
+    of the stage's :class:`~deepfeat.training.config.TrainConfig` (``default_of()``, read lazily).
+    The command gets them as ``training_options`` (a dict for :func:`training_config`)."""
+    from deepfeat.training.config import OPTIMIZERS, PRECISIONS, SCHEDULES
+
+    def default(name):
+        return LibraryDefault(lambda: getattr(default_of(), name))
+
+    options = [
+        click.option("--epochs", type=int, default=default("epochs"), show_default=True),
+        click.option("--batch-size", type=int, default=default("batch_size"), show_default=True),
+        click.option("--lr", "learning_rate", type=float, default=default("learning_rate"), show_default=True,
+                     help="Peak learning rate."),
+        click.option("--weight-decay", type=float, default=default("weight_decay"), show_default=True),
+        click.option("--optimizer", type=click.Choice(OPTIMIZERS), default=default("optimizer"), show_default=True),
+        click.option("--schedule", type=click.Choice(SCHEDULES), default=default("schedule"), show_default=True,
+                     help="constant, cosine (after --warmup-epochs of linear warm-up) or plateau (halve the rate "
+                          "when the validation metric stalls)."),
+        click.option("--warmup-epochs", type=int, default=default("warmup_epochs"), show_default=True),
+        click.option("--patience", type=int, default=default("patience"), show_default=True,
+                     help="Early stopping: epochs without a better validation metric (needs --validation-fraction)."),
+        click.option("--grad-clip", type=float, default=default("grad_clip"), show_default=True,
+                     help="Maximum gradient norm."),
+        click.option("--precision", type=click.Choice(PRECISIONS), default=default("precision"), show_default=True,
+                     help="auto: bf16 (or fp16) autocast on CUDA, float32 on CPU."),
+        click.option("--seed", type=int, default=default("seed"), show_default=True,
+                     help="Seed of initialisation, batch order and augmentation draws."),
+    ]
+    names = ("epochs", "batch_size", "learning_rate", "weight_decay", "optimizer", "schedule", "warmup_epochs",
+             "patience", "grad_clip", "precision", "seed")
+
+    def decorate(f):
+        @functools.wraps(f)  # keeps the click options already attached to f
+        def wrapper(*args, **kwargs):
+            kwargs["training_options"] = {name: kwargs.pop(name) for name in names}
+            return f(*args, **kwargs)
+
+        for option in reversed(options):
+            wrapper = option(wrapper)
+        return wrapper
+
+    return decorate
+
+
+def training_config(default, options: dict, monitor: str | None = None):
+    """The stage's default TrainConfig with the command line's ``options`` (and ``monitor``)."""
+    import dataclasses
+
+    return dataclasses.replace(default, **options, **({"monitor": monitor} if monitor else {}))

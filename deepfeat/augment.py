@@ -135,6 +135,8 @@ def patch_replace(x: torch.Tensor, y: torch.Tensor, max_width: int = 20) -> tupl
 def mixup(x: torch.Tensor, y: torch.Tensor, alpha: float = 0.2) -> tuple[torch.Tensor, torch.Tensor]:
     """MixUp (Zhang et al. 2018): convex combinations of example pairs and of their targets.
 
+    ``x`` is [B, ...] (spectrograms, images or activations), ``y`` [B, classes].
+
     One weight per example, λ ~ Beta(alpha, alpha); the partner is a random permutation of the batch.
     """
     import torch
@@ -142,7 +144,8 @@ def mixup(x: torch.Tensor, y: torch.Tensor, alpha: float = 0.2) -> tuple[torch.T
     batch = x.shape[0]
     lam = torch.distributions.Beta(alpha, alpha).sample((batch,)).to(x.device, x.dtype)
     partner = torch.randperm(batch, device=x.device)
-    mixed = lam[:, None, None] * x + (1 - lam[:, None, None]) * x[partner]
+    weight = lam.view(batch, *([1] * (x.ndim - 1)))
+    mixed = weight * x + (1 - weight) * x[partner]
     return mixed, lam[:, None] * y + (1 - lam[:, None]) * y[partner]
 
 

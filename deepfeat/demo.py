@@ -96,3 +96,29 @@ def write_demo_dataset(out: str | Path, clips_per_class: int = 10, duration: flo
         writer.writerow(["filename", "fold", "target", "category", "esc10", "src_file", "take"])
         writer.writerows(sorted(rows))
     return out
+
+
+def write_short_clips_dataset(out: str | Path, clips_per_class: int = 20, min_duration: float = 0.15,
+                              max_duration: float = 1.0, sample_rate: int = 8000, seed: int = 0) -> Path:
+    """The demo classes as short clips of random length (``min_duration`` … ``max_duration`` s) at a
+    low rate, like spoken digits: what a CRNN padding every clip to 5 s at 44.1 kHz must survive.
+    Same layout as :func:`write_demo_dataset`."""
+    out = Path(out)
+    for folder in ("audio", "meta"):
+        (out / folder).mkdir(parents=True, exist_ok=True)
+    rows = []
+    for target, name in enumerate(DEMO_CLASSES):
+        for k in range(clips_per_class):
+            rng = np.random.default_rng([seed, target, k, 1])
+            t = np.arange(int(rng.uniform(min_duration, max_duration) * sample_rate)) / sample_rate
+            x = _GENERATORS[name](rng, t, sample_rate)
+            x = x / (np.abs(x).max() + 1e-9) * rng.uniform(0.3, 0.9) + rng.standard_normal(t.size) * 1e-3
+            fold = k % 5 + 1
+            filename = f"{fold}-{target:03d}{k:03d}-A-{target}.wav"
+            sf.write(out / "audio" / filename, x.astype(np.float32), sample_rate, subtype="PCM_16")
+            rows.append((filename, fold, target, name, "True", f"{target:03d}{k:03d}", "A"))
+    with open(out / "meta" / "esc50.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["filename", "fold", "target", "category", "esc10", "src_file", "take"])
+        writer.writerows(sorted(rows))
+    return out

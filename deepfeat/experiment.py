@@ -132,7 +132,7 @@ class Stages:
     def crnn(self, run_dir: Path) -> None:
         from .crnn import run_crnn
 
-        run_crnn(self.exp.manifest(), run_dir, test_fold=self.exp.fold, config=crnn_config(self.exp),
+        run_crnn(self.exp.manifest(), run_dir, test_fold=self.exp.fold, classifier=crnn_classifier(self.exp),
                  device=self.exp.device, progress=False, select_metric=self.exp.select_metric)
 
     def fuse(self, paths: list[Path], method: str, group: str, run_dir: Path) -> None:
@@ -178,25 +178,27 @@ def svm_done(run_dir: Path, store: Path, fold: int, select_metric: str = "accura
     return None
 
 
-def crnn_config(exp: Experiment):
-    """The CRNN's :class:`~deepfeat.crnn.config.TrainingConfig` in this experiment."""
-    from .augment import AugmentConfig
-    from .crnn.config import TrainingConfig
+def crnn_classifier(exp: Experiment):
+    """The (unfitted) CRNN of this experiment: the default one, ``exp.crnn_epochs`` epochs and
+    ``exp.crnn_augment``."""
+    import dataclasses
 
-    return TrainingConfig(epochs=exp.crnn_epochs, augment=AugmentConfig.from_names(exp.crnn_augment.split(",")))
+    from .augment import AugmentConfig
+    from .crnn import CRNN_TRAINING, CRNNClassifier
+
+    return CRNNClassifier(training=dataclasses.replace(CRNN_TRAINING, epochs=exp.crnn_epochs),
+                          augment=AugmentConfig.from_names(exp.crnn_augment.split(",")))
 
 
 def crnn_expected(exp: Experiment) -> tuple[str, dict]:
     """(system name, the ``metrics["config"]`` entries a matching CRNN run has)."""
-    import dataclasses
-
     from .crnn.config import CRNN_MEL, DEFAULT_DURATION
-    from .crnn.run import system_name
+    from .crnn.run import crnn_run_config, system_name, with_select_metric
 
-    config = crnn_config(exp)
-    return system_name(config), {"training": config.to_dict(), "mel": dataclasses.asdict(CRNN_MEL),
-                                 "duration": DEFAULT_DURATION, "manifest_sha256": exp.manifest_sha256,
-                                 "select_metric": exp.select_metric}
+    manifest = exp.manifest()
+    classifier = with_select_metric(crnn_classifier(exp), exp.select_metric or manifest.primary_metric)
+    expected = crnn_run_config(manifest, classifier, CRNN_MEL, DEFAULT_DURATION)
+    return system_name(classifier), {k: v for k, v in expected.items() if k != "dataset"}
 
 
 def crnn_done(run_dir: Path, exp: Experiment, expected: dict) -> str | None:

@@ -9,9 +9,9 @@ from torch import nn
 
 from deepfeat.augment import AugmentConfig, WaveformAugmentation
 from deepfeat.config import MelConfig
-from deepfeat.crnn import (ARCHITECTURES, CRNN, CRNNArchitecture, TrainingConfig, conv_block, load_crnn, predict_proba,
-                           run_crnn, system_name, train_crnn)
-from deepfeat.crnn import train as train_module
+from deepfeat.crnn import (ARCHITECTURES, CRNN, CRNN_TRAINING, CRNNArchitecture, CRNNClassifier, conv_block, load_crnn,
+                           run_crnn, system_name)
+from deepfeat.training.config import TrainConfig
 from deepfeat.datasets import load_manifest
 from deepfeat.errors import ConfigError
 from deepfeat.mel_cache import ORIGINAL, ensure_mel_cache, read_mels
@@ -64,15 +64,57 @@ def test_crnn_gives_one_logit_per_class(name, batch, frames, classes):
     assert out.shape == (batch, classes) and torch.isfinite(out).all()
 
 
-def test_esc_architecture_is_the_papers():
-    a = ARCHITECTURES["esc"]
+@pytest.mark.parametrize("name,block_p,sequence_p", [("esc-paper", 0.3, 0.0), ("esc", 0.0, 0.3)])
+def test_esc_architectures_are_the_papers_up_to_dropout_placement(name, block_p, sequence_p):
+    a = ARCHITECTURES[name]
     assert len(a.channels) == 4 and set(a.kernels) == {(3, 3)}
     assert (a.gru_units, a.gru_layers, a.dropout) == (256, 2, 0.3)
     model = CRNN(128, 10, a)
     assert isinstance(model.gru, nn.GRU) and model.gru.num_layers == 2 and model.gru.hidden_size == 256
     for block in model.blocks:
         assert [type(m) for m in block] == [nn.ZeroPad2d, nn.Conv2d, nn.BatchNorm2d, nn.MaxPool2d, nn.ELU, nn.Dropout]
-        assert block[1].kernel_size == (3, 3) and block[5].p == 0.3
+        assert block[1].kernel_size == (3, 3) and block[5].p == block_p
+    assert model.sequence_dropout.p == sequence_p and model.dropout.p == 0.3
+
+
+@pytest.fixture(scope="module")
+def short_clips(tmp_path_factory):
+    """Short low-rate clips (0.15-1 s at 8 kHz) padded to 5 s at 16 kHz: mostly silence."""
+    from deepfeat.demo import write_short_clips_dataset
+
+    root = write_short_clips_dataset(tmp_path_factory.mktemp("short") / "short", clips_per_class=16)
+    manifest = load_manifest(root)
+    mel = MelConfig(sample_rate=16000, n_mels=64, window=0.08, hop=0.04, clip_db=-80.0)
+    cache = ensure_mel_cache(tmp_path_factory.mktemp("m") / "m.h5", manifest, mel, 5.0, workers=1, progress=False)
+    names = np.array(manifest.label_names, dtype=object)
+    return read_mels(cache, [ORIGINAL]).transpose(1, 0, 2, 3), names[manifest.label_indices()]
+
+
+def _eval_and_batch_accuracy(model, X, y):
+    """Accuracy on the training clips in eval mode, and with batch statistics (dropout off)."""
+    evaluated = np.mean(model.predict(X) == y)
+    module = model.module_.train()
+    for m in module.modules():
+        if isinstance(m, nn.Dropout):
+            m.eval()
+    with torch.no_grad():
+        batch = np.mean(model.classes_[module(torch.from_numpy(X[:, 0])).argmax(1).numpy()] == y)
+    return evaluated, batch
+
+
+@pytest.mark.slow
+def test_eval_mode_keeps_the_accuracy_of_training_on_short_padded_clips(short_clips):
+    """The published dropout placement loses accuracy in eval mode after a short training (the
+    variance shift of dropout feeding batch norm, and running statistics lagging the weights);
+    deepfeat's default (no dropout between batch norms, recalibrated statistics) does not."""
+    X, y = short_clips
+    config = TrainConfig(**{**CRNN_TRAINING.to_dict(), "epochs": 5})
+    paper = CRNNClassifier(architecture="esc-paper", recalibrate_bn=False, training=config).fit(X, y)
+    fixed = CRNNClassifier(training=config).fit(X, y)
+    paper_eval, paper_batch = _eval_and_batch_accuracy(paper, X, y)
+    fixed_eval, fixed_batch = _eval_and_batch_accuracy(fixed, X, y)
+    assert abs(fixed_eval - fixed_batch) <= 0.05 and fixed_eval >= 0.6
+    assert paper_batch - paper_eval >= 0.1 or paper_eval < fixed_eval - 0.1  # the regression this guards
 
 
 def test_dcase_architecture_folds_128_bands_into_one():
@@ -138,105 +180,92 @@ def test_standardization_is_per_band_and_saved_with_the_model():
     (ARCHITECTURES["esc"], AugmentConfig.from_names(["mixup"]), "crnn-aug"),
     (ARCHITECTURES["dcase"], AugmentConfig(), "crnn-dcase"), (TINY, AugmentConfig(), "crnn-custom")])
 def test_system_name(arch, augment, expected):
-    assert system_name(TrainingConfig(architecture=arch, augment=augment)) == expected
+    assert system_name(CRNNClassifier(architecture=arch, augment=augment)) == expected
 
 
 # ----------------------------------------------------------------------------- training
 
-def _config(**kw):
-    return TrainingConfig(**{"architecture": TINY, "epochs": 4, "batch_size": 8, **kw})
+def _classifier(epochs=4, augment=None, **training):
+    config = TrainConfig(**{**CRNN_TRAINING.to_dict(), "epochs": epochs, "batch_size": 8, **training})
+    return CRNNClassifier(architecture=TINY, training=config, augment=augment)
 
 
-@pytest.mark.parametrize("augment", [AugmentConfig(), AugmentConfig.from_names(["all"])])
+def _X(data, augment):
+    mels, labels = data
+    versions = mels if augment is not None and augment.enabled else mels[:1]
+    return versions.numpy().transpose(1, 0, 2, 3), labels
+
+
+@pytest.mark.parametrize("augment", [None, AugmentConfig.from_names(["all"])])
 def test_training_is_deterministic(data, augment):
-    mels, labels = data
-    versions = mels if augment.enabled else mels[:1]
-    a = train_crnn(versions, labels, 5, _config(augment=augment), progress=False)
-    b = train_crnn(versions, labels, 5, _config(augment=augment), progress=False)
-    c = train_crnn(versions, labels, 5, _config(augment=augment, seed=1), progress=False)
-    assert _same_state(a.model.state_dict(), b.model.state_dict())
-    assert not _same_state(a.model.state_dict(), c.model.state_dict())
-    assert [r["loss"] for r in a.history] == [r["loss"] for r in b.history]
+    X, y = _X(data, augment)
+    a, b = _classifier(augment=augment).fit(X, y), _classifier(augment=augment).fit(X, y)
+    c = _classifier(augment=augment, seed=1).fit(X, y)
+    assert _same_state(a.module_.state_dict(), b.module_.state_dict())
+    assert not _same_state(a.module_.state_dict(), c.module_.state_dict())
+    assert [r["loss"] for r in a.history_] == [r["loss"] for r in b.history_]
 
 
-def test_training_leaves_the_global_rng_alone(data):
-    mels, labels = data
-    torch.manual_seed(123)
-    expected = torch.rand(3)
-    torch.manual_seed(123)
-    train_crnn(mels[:1], labels, 5, _config(epochs=1), progress=False)
-    assert torch.equal(torch.rand(3), expected)
+def test_training_lowers_the_loss_and_validates_on_held_out_clips(data):
+    X, y = _X(data, None)
+    model = CRNNClassifier(architecture=TINY, training=TrainConfig(epochs=12, batch_size=8, learning_rate=3e-3),
+                           validation_fraction=0.2).fit(X, y)
+    assert len(model.history_) == 12 and model.history_[-1]["loss"] < model.history_[0]["loss"]
+    assert all(0.0 <= r["val_accuracy"] <= 1.0 for r in model.history_)
+    assert 1 <= model.best_epoch_ <= 12 and len(model.validation_rows_) == 5  # one clip per class
 
 
-def test_training_lowers_the_loss_and_records_validation(data):
-    mels, labels = data
-    val = (mels[0][:5], labels[:5])
-    result = train_crnn(mels[:1], labels, 5, _config(epochs=12, learning_rate=3e-3), validation=val, progress=False)
-    assert len(result.history) == 12
-    assert result.history[-1]["loss"] < result.history[0]["loss"]
-    assert all(0.0 <= r["val_accuracy"] <= 1.0 and r["seconds"] > 0 for r in result.history)
+@pytest.mark.parametrize("augment", [None, AugmentConfig.from_names(["noise", "specaugment", "patch", "mixup"])])
+def test_resumed_training_ends_identical(data, tmp_path, monkeypatch, augment):
+    from deepfeat.training import engine as engine_module
+
+    X, y = _X(data, augment)
+    reference = _classifier(augment=augment).fit(X, y)
+    real_save, saved = engine_module.save_checkpoint, []
+
+    def save_then_die(path, state):
+        real_save(path, state)
+        saved.append(state["epoch"])
+        if len(saved) == 2:
+            raise Interrupt
+
+    monkeypatch.setattr(engine_module, "save_checkpoint", save_then_die)
+    with pytest.raises(Interrupt):
+        _classifier(augment=augment).fit(X, y, checkpoint=tmp_path / "run.pt")
+    monkeypatch.setattr(engine_module, "save_checkpoint", real_save)
+    resumed = _classifier(augment=augment).fit(X, y, checkpoint=tmp_path / "run.pt")
+    assert _same_state(resumed.module_.state_dict(), reference.module_.state_dict())
+    assert [r["loss"] for r in resumed.history_] == [r["loss"] for r in reference.history_]
 
 
 class Interrupt(Exception):
     pass
 
 
-@pytest.mark.parametrize("augment", [AugmentConfig(),
-                                     AugmentConfig.from_names(["noise", "specaugment", "patch", "mixup"])])
-@pytest.mark.parametrize("stop_after", [1, 3])
-def test_resumed_training_ends_identical(data, tmp_path, monkeypatch, augment, stop_after):
-    mels, labels = data
-    versions = mels if augment.enabled else mels[:1]
-    config = _config(augment=augment)
-    reference = train_crnn(versions, labels, 5, config, progress=False)
-
-    ckpt = tmp_path / "run.pt"
-    real_save, saved = train_module._save_checkpoint, []
-
-    def save_then_die(path, state):
-        real_save(path, state)
-        saved.append(state["epoch"])
-        if len(saved) == stop_after:
-            raise Interrupt
-
-    monkeypatch.setattr(train_module, "_save_checkpoint", save_then_die)
-    with pytest.raises(Interrupt):
-        train_crnn(versions, labels, 5, config, checkpoint=ckpt, progress=False)
-    monkeypatch.setattr(train_module, "_save_checkpoint", real_save)
-    resumed = train_crnn(versions, labels, 5, config, checkpoint=ckpt, progress=False)
-    assert resumed.resumed_from == stop_after
-    assert _same_state(resumed.model.state_dict(), reference.model.state_dict())
-    assert [r["loss"] for r in resumed.history] == [r["loss"] for r in reference.history]
-
-
-def test_finished_checkpoint_is_loaded_not_retrained(data, tmp_path):
-    mels, labels = data
-    ckpt = tmp_path / "run.pt"
-    first = train_crnn(mels[:1], labels, 5, _config(epochs=2), checkpoint=ckpt, progress=False)
-    state = torch.load(ckpt, weights_only=True)
-    assert state["epoch"] == 2 and "optimizer" not in state  # a finished run keeps only its weights
-    again = train_crnn(mels[:1], labels, 5, _config(epochs=2), checkpoint=ckpt, progress=False)
-    assert again.resumed_from == 2 and not again.model.training
-    assert _same_state(first.model.state_dict(), again.model.state_dict())
-
-
-@pytest.mark.parametrize("change", [dict(learning_rate=1e-2), dict(epochs=3), dict(seed=7),
-                                    dict(augment=AugmentConfig(spec_augment=True))])
+@pytest.mark.parametrize("change", [dict(learning_rate=1e-2), dict(epochs=3), dict(seed=7)])
 def test_resume_with_another_config_is_refused(data, tmp_path, change):
-    mels, labels = data
-    ckpt = tmp_path / "run.pt"
-    train_crnn(mels[:1], labels, 5, _config(epochs=2), checkpoint=ckpt, progress=False)
-    with pytest.raises(ConfigError, match="different configuration"):
-        train_crnn(mels[:1], labels, 5, _config(**{"epochs": 2, **change}), checkpoint=ckpt, progress=False)
+    X, y = _X(data, None)
+    _classifier(epochs=2).fit(X, y, checkpoint=tmp_path / "run.pt")
+    with pytest.raises(ConfigError, match="different training"):
+        _classifier(**{"epochs": 2, **change}).fit(X, y, checkpoint=tmp_path / "run.pt")
 
 
-def test_predict_proba_gives_distributions(data):
-    mels, labels = data
-    model = train_crnn(mels[:1], labels, 5, _config(epochs=1), progress=False).model
-    proba = predict_proba(model, mels[0], batch_size=7)
-    assert proba.shape == (len(labels), 5) and proba.dtype == np.float32
+def test_resume_with_other_augmentation_or_data_is_refused(data, tmp_path):
+    X, y = _X(data, None)
+    _classifier(epochs=2).fit(X, y, checkpoint=tmp_path / "run.pt")
+    with pytest.raises(ConfigError, match="different training"):
+        _classifier(epochs=2, augment=AugmentConfig(spec_augment=True)).fit(X, y, checkpoint=tmp_path / "run.pt")
+    with pytest.raises(ConfigError, match="different training"):
+        _classifier(epochs=2).fit(X[:, :, ::-1], y, checkpoint=tmp_path / "run.pt")
+
+
+def test_predict_proba_gives_distributions_whatever_the_batch(data):
+    X, y = _X(data, None)
+    model = _classifier(epochs=1).fit(X, y)
+    proba = model.predict_proba(X)
+    assert proba.shape == (len(y), 5) and proba.dtype == np.float32
     assert np.allclose(proba.sum(1), 1.0, atol=1e-5)
-    assert np.allclose(proba, predict_proba(model, mels[0], batch_size=64), atol=1e-6)
+    assert np.allclose(proba[:7], model.predict_proba(X[:7]), atol=1e-6)
 
 
 # ----------------------------------------------------------------------------- protocol
@@ -244,10 +273,10 @@ def test_predict_proba_gives_distributions(data):
 @pytest.fixture(scope="module")
 def run(manifest, cached, tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("crnn") / "run"
-    config = _config(epochs=2, augment=AugmentConfig(noise_snr=(5.0,), spec_augment=True))
-    metrics = run_crnn(manifest, run_dir, test_fold=5, config=config, mel=MEL, duration=1.0, mel_cache=cached,
+    classifier = _classifier(epochs=2, augment=AugmentConfig(noise_snr=(5.0,), spec_augment=True))
+    metrics = run_crnn(manifest, run_dir, test_fold=5, classifier=classifier, mel=MEL, duration=1.0, mel_cache=cached,
                        workers=1, progress=False)
-    return run_dir, metrics, config
+    return run_dir, metrics, classifier
 
 
 def test_run_writes_a_complete_run_directory(run):
@@ -295,7 +324,7 @@ def test_saved_model_reproduces_the_test_scores(run, cached):
 
 def test_rerun_reuses_the_finished_trainings(run, manifest, cached):
     run_dir, metrics, config = run
-    again = run_crnn(manifest, run_dir, test_fold=5, config=config, mel=MEL, duration=1.0, mel_cache=cached,
+    again = run_crnn(manifest, run_dir, test_fold=5, classifier=config, mel=MEL, duration=1.0, mel_cache=cached,
                      workers=1, progress=False)
     assert again["test_accuracy"] == metrics["test_accuracy"] and again["devel_accuracy"] == metrics["devel_accuracy"]
     assert sum(again["timings"]["fit_seconds"].values()) < sum(metrics["timings"]["fit_seconds"].values())
@@ -303,15 +332,15 @@ def test_rerun_reuses_the_finished_trainings(run, manifest, cached):
 
 def test_rerun_with_another_config_is_refused(run, manifest, cached):
     run_dir, _, config = run
-    with pytest.raises(ConfigError, match="different configuration"):
-        run_crnn(manifest, run_dir, test_fold=5, config=_config(epochs=3, augment=config.augment), mel=MEL,
+    with pytest.raises(ConfigError, match="different training"):
+        run_crnn(manifest, run_dir, test_fold=5, classifier=_classifier(epochs=3, augment=config.augment), mel=MEL,
                  duration=1.0, mel_cache=cached, workers=1, progress=False)
 
 
 @pytest.mark.parametrize("fold", [0, 9])
 def test_missing_test_fold_is_a_config_error(manifest, tmp_path, fold):
     with pytest.raises(ConfigError, match="fold"):
-        run_crnn(manifest, tmp_path / "run", test_fold=fold, config=_config(), mel=MEL, duration=1.0,
+        run_crnn(manifest, tmp_path / "run", test_fold=fold, classifier=_classifier(), mel=MEL, duration=1.0,
                  mel_cache=tmp_path / "m.h5", workers=1, progress=False)
 
 
@@ -343,10 +372,10 @@ def test_cli_defaults_are_the_library_defaults():
     from deepfeat.cli.crnn import crnn
     from deepfeat.crnn.config import CRNN_MEL, DEFAULT_DURATION
 
-    defaults = {p.name: p.default for p in crnn.params}
+    defaults = {p.name: p.default() if callable(p.default) else p.default for p in crnn.params}
     assert (defaults["window"], defaults["hop"], defaults["n_mels"], defaults["sample_rate"], defaults["clip_db"]) == (
         CRNN_MEL.window, CRNN_MEL.hop, CRNN_MEL.n_mels, CRNN_MEL.sample_rate, CRNN_MEL.clip_db)
-    config = TrainingConfig()
+    config = CRNN_TRAINING
     assert defaults["duration"] == DEFAULT_DURATION
     assert (defaults["epochs"], defaults["batch_size"], defaults["learning_rate"], defaults["seed"]) == (
         config.epochs, config.batch_size, config.learning_rate, config.seed)

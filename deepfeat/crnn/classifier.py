@@ -1,23 +1,21 @@
-"""The CRNN as a scikit-learn classifier, so the fold protocol drives it like any other stage."""
+"""The CRNN as a scikit-learn classifier trained by the engine, so the fold protocol drives it
+like any other stage."""
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
-from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_array, check_consistent_length, check_is_fitted, column_or_1d
+from torch.nn import functional as F
+from sklearn.utils.validation import check_array
 
 from ..augment import AugmentConfig
-from ..errors import ConfigError, StoreError
-from ..io import write_json
-from .config import ARCHITECTURES, CRNNArchitecture, TrainingConfig
+from ..errors import ConfigError
+from ..evaluation import classification_metrics
+from ..training.classifier import TorchClassifier
+from ..training.engine import Task, TrainConfig, recalibrate_batch_norm
+from .config import ARCHITECTURES, CRNNArchitecture, CRNN_TRAINING
 from .model import CRNN
-from .train import predict_proba, train_crnn
 
 
 def architecture_of(value) -> CRNNArchitecture:
@@ -34,7 +32,7 @@ def architecture_of(value) -> CRNNArchitecture:
 def as_versions(X) -> np.ndarray:
     """Inputs as float32 [N, V, n_mels, frames]: X[:, 0] the clips' log-mels (dB), X[:, 1:] their
     waveform-augmented copies. 3-D X is [N, n_mels, frames]; 2-D X is one frame per row [N, n_mels]."""
-    X = np.asarray(X, dtype=np.float32)
+    X = check_array(X, allow_nd=True, dtype=np.float32)
     if X.ndim == 2:
         return X[:, None, :, None]
     if X.ndim == 3:
@@ -45,17 +43,65 @@ def as_versions(X) -> np.ndarray:
                      f"got shape {X.shape}")
 
 
-class CRNNClassifier(ClassifierMixin, BaseEstimator):
+class CRNNTask(Task):
+    """Training of a CRNN on mels [N, V, n_mels, frames]: each epoch every clip is replaced by one
+    of its waveform-augmented copies with probability ``augment.waveform_probability``, then the
+    batch transforms of ``augment`` (SpecAugment, patch replacement, MixUp) act on standardised
+    mels; cross-entropy on (soft) targets."""
+
+    def __init__(self, module: CRNN, X, y, X_val, y_val, augment: AugmentConfig, device: torch.device):
+        self.module, self.augment, self.device = module, augment, device
+        self.X, self.y = torch.from_numpy(np.ascontiguousarray(X)), torch.from_numpy(y)
+        self.X_val, self.y_val = np.ascontiguousarray(X_val[:, 0]), y_val
+        plain = self.X[:, 0]
+        module.set_standardization(plain.mean(dim=(0, 2)), plain.std(dim=(0, 2)))
+        self.n_classes = module.classifier.out_features
+
+    def batches(self, epoch: int, batch_size: int):
+        n, versions = self.X.shape[:2]
+        order = torch.randperm(n)
+        version = torch.zeros(n, dtype=torch.long)
+        if versions > 1:
+            swap = torch.rand(n) < self.augment.waveform_probability
+            version = torch.where(swap, torch.randint(1, versions, (n,)), version)
+        for first in range(0, n, batch_size):
+            idx = order[first:first + batch_size]
+            yield (self.X[idx, version[idx]].to(self.device, non_blocking=True),
+                   F.one_hot(self.y[idx], self.n_classes).float().to(self.device))
+
+    def loss(self, batch) -> torch.Tensor:
+        x, y = batch
+        x, y = self.augment.augment_batch(self.module.standardize(x), y)
+        return F.cross_entropy(self.module.classify(x).float(), y)
+
+    def validate(self) -> dict[str, float]:
+        if not len(self.y_val):
+            return {}
+        logits = torch.cat([self.module(torch.from_numpy(self.X_val[i:i + 256]).to(self.device)).float().cpu()
+                            for i in range(0, len(self.X_val), 256)])
+        names = [str(c) for c in range(self.n_classes)]
+        metrics = classification_metrics(self.y_val, logits.argmax(dim=1).numpy(), names)
+        metrics.pop("n")
+        return {**metrics, "loss": float(F.cross_entropy(logits, torch.from_numpy(self.y_val)))}
+
+
+class CRNNClassifier(TorchClassifier):
     """The CRNN (:mod:`deepfeat.crnn.model`) trained on log-mel spectrograms.
 
     Parameters
     ----------
     architecture : str, dict or CRNNArchitecture
-        ``esc`` or ``dcase`` (:data:`~deepfeat.crnn.model.ARCHITECTURES`), or a custom one.
-    epochs, batch_size, learning_rate, betas, seed
-        Training (:class:`~deepfeat.crnn.train.TrainingConfig`).
+        ``esc`` or ``dcase`` (:data:`~deepfeat.crnn.config.ARCHITECTURES`), or a custom one.
+    training : TrainConfig, optional
+        Default :data:`~deepfeat.crnn.config.CRNN_TRAINING`.
     augment : AugmentConfig, optional
         Augmentations; waveform ones need X with augmented copies (X[:, 1:]).
+    validation_fraction : float
+        Inner validation split of the training clips for early stopping and the best epoch (0: none).
+    recalibrate_bn : bool
+        After training, re-estimate the batch-norm statistics on the training clips with dropout
+        off (:func:`~deepfeat.training.engine.recalibrate_batch_norm`): the running statistics
+        otherwise lag behind weights that change fast in short trainings.
     device : str, optional
         ``cpu``, ``cuda`` … (default: CUDA when available).
     progress : bool
@@ -63,59 +109,24 @@ class CRNNClassifier(ClassifierMixin, BaseEstimator):
     frontend : dict, optional
         How the inputs were made (mel settings, clip duration); recorded with the saved model.
 
-    ``fit(X, y, checkpoint=None)``: X as :func:`as_versions` reads it; a checkpoint file makes
-    the training resumable (the same data and parameters resume it, others are refused).
-    Attributes: ``classes_``, ``module_`` (the trained :class:`~deepfeat.crnn.model.CRNN`, CPU,
-    eval mode), ``history_`` (per epoch: loss, seconds), ``summary_``.
+    X as :func:`as_versions` reads it. ``n_features_in_`` counts mel bands.
     """
 
-    def __init__(self, architecture="esc", epochs: int = 100, batch_size: int = 64, learning_rate: float = 1e-3,
-                 betas=(0.9, 0.999), seed: int = 0, augment: AugmentConfig | None = None,
-                 device: str | None = None, progress: bool = False, frontend: dict | None = None):
-        self.architecture, self.epochs, self.batch_size = architecture, epochs, batch_size
-        self.learning_rate, self.betas, self.seed, self.augment = learning_rate, betas, seed, augment
+    family = "crnn"
+
+    def __init__(self, architecture="esc", training: TrainConfig | None = None, augment: AugmentConfig | None = None,
+                 validation_fraction: float = 0.0, recalibrate_bn: bool = True, device: str | None = None,
+                 progress: bool = False, frontend: dict | None = None):
+        self.architecture, self.training, self.augment = architecture, training, augment
+        self.validation_fraction, self.recalibrate_bn = validation_fraction, recalibrate_bn
         self.device, self.progress, self.frontend = device, progress, frontend
 
-    def training_config(self) -> TrainingConfig:
-        """The :class:`TrainingConfig` these parameters describe."""
-        return TrainingConfig(architecture=architecture_of(self.architecture), epochs=self.epochs,
-                              batch_size=self.batch_size, learning_rate=self.learning_rate, betas=self.betas,
-                              seed=self.seed, augment=self.augment or AugmentConfig())
-
-    def fit(self, X, y, checkpoint: str | Path | None = None):
-        config = self.training_config()
-        versions = self._inputs(X, reset=True)
-        y = column_or_1d(y, warn=True)
-        check_consistent_length(versions, y)
-        check_classification_targets(y)
-        self.classes_, y_index = np.unique(y, return_inverse=True)
-        if len(self.classes_) < 2:
-            raise ValueError(f"CRNNClassifier needs at least 2 classes, got {len(self.classes_)} class")
-        mels = torch.from_numpy(np.ascontiguousarray(versions.transpose(1, 0, 2, 3)))  # [V, N, n_mels, frames]
-        identity = {"data_sha256": _fingerprint(versions, y_index), "classes": [str(c) for c in self.classes_]}
-        result = train_crnn(mels, y_index, len(self.classes_), config, checkpoint=checkpoint, identity=identity,
-                            device=self.device, progress=self.progress,
-                            desc=f"crnn {Path(checkpoint).stem}" if checkpoint else "crnn")
-        self.module_ = result.model.cpu().eval()
-        self.history_ = result.history
-        self.summary_ = {"epochs": self.epochs, "augmentation": config.augment.names(),
-                         "parameters": sum(p.numel() for p in self.module_.parameters())}
-        return self
-
-    def predict_proba(self, X) -> np.ndarray:
-        """Class probabilities float32 [N, n_classes] of the clips (X[:, 0] of 4-D inputs)."""
-        check_is_fitted(self)
-        plain = torch.from_numpy(np.ascontiguousarray(self._inputs(X, reset=False)[:, 0]))
-        from ..extractors.base import pick_device
-
-        device = pick_device(self.device)
-        proba = predict_proba(self.module_.to(device), plain, self.batch_size, device)
-        self.module_.cpu()
-        return proba
+    @classmethod
+    def default_training(cls) -> TrainConfig:
+        return CRNN_TRAINING
 
     def _inputs(self, X, reset: bool) -> np.ndarray:
-        """Checked float32 inputs [N, V, n_mels, frames]; ``n_features_in_`` counts mel bands."""
-        versions = as_versions(check_array(X, allow_nd=True, dtype=np.float32))
+        versions = as_versions(X)
         if reset:
             self.n_features_in_ = versions.shape[2]
         elif versions.shape[2] != self.n_features_in_:
@@ -123,50 +134,25 @@ class CRNNClassifier(ClassifierMixin, BaseEstimator):
                              f"{self.n_features_in_} features as input (mel bands).")
         return versions
 
-    def predict(self, X):
-        """The most probable class."""
-        proba = self.predict_proba(X)
-        return self.classes_[proba.argmax(axis=1)]
+    def _build_module(self, input_shape, n_classes: int) -> CRNN:
+        return CRNN(input_shape[-2], n_classes, architecture_of(self.architecture))
 
-    # --- a saved model is a state dict and its description, never a pickle ----------------------
-    def save(self, run_dir: str | Path) -> Path:
-        """``model.pt`` (state dict) and ``model.json`` (what rebuilds it) in ``run_dir``."""
-        from ..io import atomic_path
+    def _task(self, module, X, y, X_val, y_val, device) -> CRNNTask:
+        return CRNNTask(module, X, y, X_val, y_val, self.augment or AugmentConfig(), device)
 
-        check_is_fitted(self)
-        run_dir = Path(run_dir)
-        with atomic_path(run_dir / "model.pt") as tmp:
-            torch.save({k: v.detach().cpu() for k, v in self.module_.state_dict().items()}, tmp)
-        info = {"model": "crnn", "classes": [str(c) for c in self.classes_],
-                "architecture": dataclasses.asdict(self.module_.architecture), "n_mels": int(self.module_.band_mean.shape[0]),
-                "n_features_in": int(self.n_features_in_), "batch_size": self.batch_size,
-                "frontend": self.frontend}
-        write_json(run_dir / "model.json", info)
-        return run_dir / "model.pt"
+    def _after_training(self, task: CRNNTask) -> None:
+        if self.recalibrate_bn:
+            plain, batch = task.X[:, 0], self.training_config().batch_size
+            recalibrate_batch_norm(task.module, (plain[i:i + batch].to(task.device) for i in range(0, len(plain), batch)))
+
+    def _logits(self, module, batch, device) -> torch.Tensor:
+        return module(torch.from_numpy(np.ascontiguousarray(batch[:, 0])).to(device))
+
+    def _description(self) -> dict:
+        return {"architecture": dataclasses.asdict(architecture_of(self.architecture)), "frontend": self.frontend,
+                "batch_size": self.training_config().batch_size}
 
     @classmethod
-    def load(cls, run_dir: str | Path) -> "CRNNClassifier":
-        """The fitted classifier saved in ``run_dir`` by :meth:`save` (weights loaded safely)."""
-        from ..weights import load_state_dict
-
-        run_dir = Path(run_dir)
-        info_path = run_dir / "model.json"
-        if not info_path.is_file():
-            raise StoreError(f"{info_path}: missing; point at a finished `deepfeat crnn` run folder")
-        info = json.loads(info_path.read_text())
-        model = cls(architecture=info["architecture"], batch_size=info["batch_size"], frontend=info.get("frontend"))
-        model.module_ = CRNN(info["n_mels"], len(info["classes"]), architecture_of(info["architecture"]))
-        model.module_.load_state_dict(load_state_dict(run_dir / "model.pt"))
-        model.module_.eval()
-        model.classes_ = np.asarray(info["classes"], dtype=object)
-        model.n_features_in_ = info["n_features_in"]
-        return model
-
-
-def _fingerprint(X: np.ndarray, y: np.ndarray) -> str:
-    """sha256 of the training data: a checkpoint resumes only the training of the same data."""
-    h = hashlib.sha256()
-    h.update(str(X.shape).encode())
-    h.update(np.ascontiguousarray(X).view(np.uint8).reshape(-1))
-    h.update(np.asarray(y, dtype=np.int64).tobytes())
-    return h.hexdigest()
+    def _from_description(cls, info: dict) -> "CRNNClassifier":
+        config = dataclasses.replace(cls.default_training(), batch_size=info["batch_size"])
+        return cls(architecture=info["architecture"], training=config, frontend=info.get("frontend"))

@@ -45,8 +45,10 @@ class CRNN(nn.Module):
         bands = a.output_size(n_mels, 10 ** 6)[0]
         if bands < 1:
             raise ConfigError(f"{n_mels} mel bands cannot be pooled by {[p[0] for p in a.pools]}; use more bands")
-        self.blocks = nn.Sequential(*(conv_block(c_in, c_out, k, p, a.dropout) for c_in, c_out, k, p in
+        block_dropout = a.dropout if a.block_dropout else 0.0
+        self.blocks = nn.Sequential(*(conv_block(c_in, c_out, k, p, block_dropout) for c_in, c_out, k, p in
                                       zip((1,) + a.channels[:-1], a.channels, a.kernels, a.pools)))
+        self.sequence_dropout = nn.Dropout(0.0 if a.block_dropout else a.dropout)  #: before the GRU
         self.gru = nn.GRU(a.channels[-1] * bands, a.gru_units, a.gru_layers, batch_first=True)
         self.dropout = nn.Dropout(a.dropout)
         self.classifier = nn.Linear(a.gru_units, n_classes)
@@ -65,7 +67,7 @@ class CRNN(nn.Module):
         b, c, f, t = z.shape
         if t < 1:
             raise ConfigError("spectrograms are too short for the pooling; use a longer --duration or a shorter --hop")
-        _, hidden = self.gru(z.permute(0, 3, 1, 2).reshape(b, t, c * f))
+        _, hidden = self.gru(self.sequence_dropout(z.permute(0, 3, 1, 2).reshape(b, t, c * f)))
         return self.classifier(self.dropout(hidden[-1]))
 
     def forward(self, mels_db: torch.Tensor) -> torch.Tensor:

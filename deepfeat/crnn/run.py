@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from sklearn.base import clone
 
 from .. import __version__
 from ..config import MelConfig
@@ -24,13 +25,15 @@ from ..errors import ConfigError
 from ..io import write_json
 from ..mel_cache import ORIGINAL, default_mel_cache, ensure_mel_cache, read_mels
 from ..threads import torch_threads
-from .classifier import CRNNClassifier
-from .config import ARCHITECTURES, CRNN_MEL, DEFAULT_DURATION, TrainingConfig
+from .classifier import CRNNClassifier, architecture_of
+from .config import ARCHITECTURES, CRNN_MEL, DEFAULT_DURATION
 
-def system_name(config: TrainingConfig) -> str:
+def system_name(classifier: CRNNClassifier) -> str:
     """``crnn`` (ESC architecture), ``crnn-dcase``; ``-aug`` appended when augmenting."""
-    arch = next((name for name, a in ARCHITECTURES.items() if a == config.architecture), "custom")
-    return "crnn" + ("" if arch == "esc" else f"-{arch}") + ("-aug" if config.augment.enabled else "")
+    architecture = architecture_of(classifier.architecture)
+    arch = next((name for name, a in ARCHITECTURES.items() if a == architecture), "custom")
+    augmenting = classifier.augment is not None and classifier.augment.enabled
+    return "crnn" + ("" if arch == "esc" else f"-{arch}") + ("-aug" if augmenting else "")
 
 
 def labelled(manifest: Manifest) -> np.ndarray:
@@ -42,13 +45,23 @@ def labelled(manifest: Manifest) -> np.ndarray:
     return labels
 
 
-def crnn_run_config(manifest: Manifest, config: TrainingConfig, mel: MelConfig, duration: float,
-                    select_metric: str | None = None) -> dict:
+def crnn_run_config(manifest: Manifest, classifier: CRNNClassifier, mel: MelConfig, duration: float) -> dict:
     """What identifies a CRNN run (``metrics.json["config"]``; the experiment driver compares it).
-    ``select_metric`` (None: the dataset's primary metric) is what model selection maximises."""
-    return {"training": config.to_dict(), "mel": dataclasses.asdict(mel), "duration": duration,
-            "dataset": manifest.name, "manifest_sha256": manifest.fingerprint(),
-            "select_metric": select_metric or manifest.primary_metric}
+    The training's ``monitor`` is what model selection (best epoch, early stopping) maximises."""
+    augment = classifier.augment
+    training = classifier.training_config()
+    return {"training": training.to_dict(),
+            "architecture": dataclasses.asdict(architecture_of(classifier.architecture)),
+            "augment": augment.to_dict() if augment is not None else None,
+            "validation_fraction": classifier.validation_fraction, "mel": dataclasses.asdict(mel),
+            "duration": duration, "dataset": manifest.name, "manifest_sha256": manifest.fingerprint(),
+            "select_metric": training.monitor}
+
+
+def with_select_metric(classifier, metric: str):
+    """A copy of a trained classifier whose training monitors ``metric`` on its validation split
+    (best epoch, early stopping, plateau schedule)."""
+    return clone(classifier).set_params(training=dataclasses.replace(classifier.training_config(), monitor=metric))
 
 
 def load_crnn(run_dir: str | Path) -> CRNNClassifier:
@@ -65,7 +78,7 @@ def _write_histories(result, fold_dir: Path) -> None:
 
 
 def run_crnn(manifest: Manifest, run_dir: str | Path, *, test_fold: int | str = 5,
-             config: TrainingConfig | None = None, mel: MelConfig = CRNN_MEL, duration: float = DEFAULT_DURATION,
+             classifier: CRNNClassifier | None = None, mel: MelConfig = CRNN_MEL, duration: float = DEFAULT_DURATION,
              mel_cache: str | Path | None = None, workers: int | None = None, device: str | None = None,
              threads: int | None = 1, progress: bool = True, overwrite: bool = False, system: str | None = None,
              select_metric: str | None = None) -> dict:
@@ -84,26 +97,23 @@ def run_crnn(manifest: Manifest, run_dir: str | Path, *, test_fold: int | str = 
 
     from ..svm import check_metric
 
-    config = config or TrainingConfig()
-    system = system or system_name(config)
-    if select_metric is not None:
-        check_metric(select_metric)
+    classifier = with_select_metric(classifier if classifier is not None else CRNNClassifier(),
+                                    check_metric(select_metric) if select_metric else manifest.primary_metric)
+    system = system or system_name(classifier)
     run_dir = Path(run_dir)
     t_start, cpu_start = time.perf_counter(), time.process_time()
     labels = labelled(manifest)
     if overwrite and (run_dir / "checkpoints").exists():
         shutil.rmtree(run_dir / "checkpoints")
-    waveform = config.augment.waveform()
+    waveform = classifier.augment.waveform() if classifier.augment is not None else []
     cache = Path(mel_cache) if mel_cache else default_mel_cache(manifest, mel, duration)
     ensure_mel_cache(cache, manifest, mel, duration, waveform, workers=workers, progress=progress,
                      overwrite=overwrite)
     mels = read_mels(cache, [ORIGINAL] + [a.name for a in waveform]).transpose(1, 0, 2, 3)  # [N, V, mels, frames]
     mel_seconds = time.perf_counter() - t_start
-    run_config = {**crnn_run_config(manifest, config, mel, duration, select_metric), "mel_cache": str(cache)}
-    estimator = CRNNClassifier(architecture=config.architecture, epochs=config.epochs, batch_size=config.batch_size,
-                               learning_rate=config.learning_rate, betas=config.betas, seed=config.seed,
-                               augment=config.augment, device=device, progress=progress,
-                               frontend={"mel": run_config["mel"], "duration": duration})
+    run_config = {**crnn_run_config(manifest, classifier, mel, duration), "mel_cache": str(cache)}
+    estimator = clone(classifier).set_params(device=device, progress=progress,
+                                             frontend={"mel": run_config["mel"], "duration": duration})
     data = ProtocolData.from_rows(mels, labels, manifest.folds(), manifest.label_names, ids=manifest.ids(),
                                   source=str(manifest.root), evaluation_folds=manifest.evaluation_folds,
                                   primary_metric=manifest.primary_metric)
@@ -113,7 +123,9 @@ def run_crnn(manifest: Manifest, run_dir: str | Path, *, test_fold: int | str = 
         result.metrics["timings"].update(mel_seconds=mel_seconds, cpu_seconds=time.process_time() - cpu_start)
 
     provenance = {"dataset": manifest.name, "config": run_config, "select_metric": run_config["select_metric"],
-                  "architecture": dataclasses.asdict(config.architecture), "device": pick_device(device).type,
+                  "epochs": estimator.training_config().epochs,
+                  "augmentation": (classifier.augment.names() if classifier.augment is not None else []),
+                  "architecture": run_config["architecture"], "device": pick_device(device).type,
                   "versions": {"deepfeat": __version__, "torch": __import__("torch").__version__,
                                "python": platform.python_version()}}
     with torch_threads(threads):

@@ -14,7 +14,7 @@ import torch
 from ..errors import ConfigError
 from ..models.efficientnet_lite import LITE_MEAN, LITE_STD, LITE_VARIANTS, EfficientNetLite
 from ..weights import WeightsFile, register
-from .image_cnn import CNNSpec, ImageCNNExtractor
+from .image_cnn import CNNSpec, ImageCNNExtractor, StagedNetwork
 from .registry import register_extractor
 
 #: network → sha256 of its ImageNet checkpoint (file ``efficientnet-liteN-<sha256[:8]>.pth``)
@@ -45,10 +45,24 @@ class EfficientNetLiteExtractor(ImageCNNExtractor):
     def build_network(self, pretrained: bool) -> torch.nn.Module:
         return EfficientNetLite(self.name)
 
+    def split(self, net: EfficientNetLite) -> StagedNetwork:
+        """Stem, each MBConv block, the 1x1 head convolution; then the global average pool."""
+        stages = [_Stem(net._conv_stem, net._bn0), *net._blocks, _Stem(net._conv_head, net._bn1)]
+        return StagedNetwork(stages, torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(1)))
+
     def select_layer(self, net: EfficientNetLite) -> torch.nn.Module:
         if self.layer not in ("pool", "logits"):
             raise ConfigError(f"layer {self.layer!r} of {self.name}: choose pool (1280-d) or logits (1000-d)")
         return net if self.layer == "logits" else _Pooled(net)
+
+
+class _Stem(torch.nn.Module):
+    def __init__(self, conv, bn):
+        super().__init__()
+        self.conv, self.bn = conv, bn
+
+    def forward(self, x):
+        return torch.nn.functional.relu6(self.bn(self.conv(x)))
 
 
 class _Pooled(torch.nn.Module):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -84,6 +85,84 @@ def _build_torchvision(name: str, pretrained: bool) -> torch.nn.Module:
     return getattr(tvm, name)(weights=None, **kwargs)
 
 
+@dataclass
+class StagedNetwork:
+    """A network cut into consecutive stages: ``pool(stages[-1](… stages[0](x)))`` is the
+    extractor's default layer for normalised images ``x`` [B, 3, H, W]. Fine-tuning trains the last
+    stages (:mod:`deepfeat.finetune`)."""
+
+    stages: list[torch.nn.Module]
+    pool: torch.nn.Module  #: parameter-free: global pooling and flattening (or nothing)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        for stage in self.stages:
+            x = stage(x)
+        return self.pool(x)
+
+
+def _split_at_max_pools(features: torch.nn.Sequential) -> list[torch.nn.Module]:
+    blocks, current = [], []
+    for layer in features:
+        current.append(layer)
+        if isinstance(layer, torch.nn.MaxPool2d):
+            blocks.append(torch.nn.Sequential(*current))
+            current = []
+    return blocks + ([torch.nn.Sequential(*current)] if current else [])
+
+
+def _flat_pool(*layers) -> torch.nn.Sequential:
+    return torch.nn.Sequential(*layers, torch.nn.Flatten(1))
+
+
+def _vgg_like(net, fc6: slice, fc7: slice) -> StagedNetwork:
+    """Convolutional blocks (split at max pools), then fc6 and fc7 as two stages."""
+    head = list(net.classifier)
+    fc6_stage = torch.nn.Sequential(net.avgpool, torch.nn.Flatten(1), *head[fc6])
+    return StagedNetwork([*_split_at_max_pools(net.features), fc6_stage, torch.nn.Sequential(*head[fc7])],
+                         torch.nn.Identity())
+
+
+def _densenet(net) -> StagedNetwork:
+    f = list(net.features)
+    stages = [torch.nn.Sequential(*f[:4])] + [torch.nn.Sequential(*f[i:i + 2]) for i in range(4, len(f), 2)]
+    return StagedNetwork(stages, _flat_pool(torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1)))
+
+
+def _resnet(net) -> StagedNetwork:
+    stem = torch.nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
+    return StagedNetwork([stem, net.layer1, net.layer2, net.layer3, net.layer4], _flat_pool(net.avgpool))
+
+
+class _InceptionInput(torch.nn.Module):
+    """torchvision's ``transform_input`` of Inception-v3 (ImageNet normalisation to its own)."""
+
+    def forward(self, x):
+        scale = torch.tensor([0.229, 0.224, 0.225], device=x.device).view(1, 3, 1, 1) / 0.5
+        shift = (torch.tensor([0.485, 0.456, 0.406], device=x.device).view(1, 3, 1, 1) - 0.5) / 0.5
+        return x * scale + shift
+
+
+def _inception(net) -> StagedNetwork:
+    first = [_InceptionInput()] if net.transform_input else []
+    stem = torch.nn.Sequential(*first, net.Conv2d_1a_3x3, net.Conv2d_2a_3x3, net.Conv2d_2b_3x3, net.maxpool1)
+    stem2 = torch.nn.Sequential(net.Conv2d_3b_1x1, net.Conv2d_4a_3x3, net.maxpool2)
+    mixed = [getattr(net, f"Mixed_{n}") for n in ("5b", "5c", "5d", "6a", "6b", "6c", "6d", "6e", "7a", "7b", "7c")]
+    return StagedNetwork([stem, stem2, *mixed], _flat_pool(net.avgpool))
+
+
+#: family (network name prefix) → its stages
+_STAGES = {
+    "vgg": lambda net: _vgg_like(net, slice(0, 3), slice(3, 5)),
+    "alexnet": lambda net: _vgg_like(net, slice(0, 3), slice(3, 6)),
+    "resnet": _resnet,
+    "densenet": _densenet,
+    "mobilenet_v2": lambda net: StagedNetwork(list(net.features), _flat_pool(torch.nn.AdaptiveAvgPool2d(1))),
+    "efficientnet_b": lambda net: StagedNetwork(list(net.features), _flat_pool(net.avgpool)),
+    "convnext": lambda net: StagedNetwork(list(net.features), _flat_pool(net.avgpool, net.classifier[0])),
+    "inception": _inception,
+}
+
+
 @register_extractor(*CNN_SPECS)
 class ImageCNNExtractor(TorchExtractor):
     """Mel image → frozen image CNN → activations of one layer (pooled/flattened).
@@ -97,14 +176,15 @@ class ImageCNNExtractor(TorchExtractor):
     SPECS: ClassVar[dict[str, CNNSpec]] = CNN_SPECS  #: the networks of this class
 
     def __init__(self, name: str, plot: PlotConfig | None = None, batch_size: int | None = None,
-                 optimize: bool = True, **kwargs):
+                 optimize: bool = True, input_size: tuple[int, int] | None = None, **kwargs):
         if name not in self.SPECS:
             raise ConfigError(f"unknown image network {name!r} for {type(self).__name__}; "
                               f"choose one of {', '.join(self.SPECS)}")
         self.spec = self.SPECS[name]
         plot = plot or PlotConfig()
-        if plot.size != (self.spec.input_size,) * 2:
-            plot = PlotConfig(**{**plot.__dict__, "size": (self.spec.input_size, self.spec.input_size)})
+        size = tuple(input_size) if input_size else (self.spec.input_size, self.spec.input_size)
+        if plot.size != size:  # the network's own input size unless another (H, W) is asked for
+            plot = PlotConfig(**{**plot.__dict__, "size": size})
         self.plot = plot
         super().__init__(name, duration=plot.duration, segment=plot.segment, **kwargs)
         self.layer = self.layer or self.spec.default_layer
@@ -147,6 +227,18 @@ class ImageCNNExtractor(TorchExtractor):
             raise ConfigError(f"{self.name} has no layer {self.layer!r}; some of its layers: {', '.join(nodes[-12:])}")
         return create_feature_extractor(net, {self.layer: "features"})
 
+    def split(self, net: torch.nn.Module) -> StagedNetwork:
+        """The loaded network cut into stages ending at the default layer (:class:`StagedNetwork`)."""
+        family = next(prefix for prefix in _STAGES if self.name.startswith(prefix))
+        return _STAGES[family](net)
+
+    def staged_network(self) -> StagedNetwork:
+        """The network with ``-w`` weights loaded (eval mode, CPU), cut into stages."""
+        if self.layer != self.spec.default_layer:
+            raise ConfigError(f"{self.name}: fine-tuning starts from the default layer {self.spec.default_layer!r}, "
+                              f"not {self.layer!r}")
+        return self.split(self.load_network())
+
     def load(self) -> None:
         model = self.select_layer(self.load_network()).to(self.device).to(memory_format=self.memory_format)
         if self.use_half:
@@ -171,7 +263,7 @@ class ImageCNNExtractor(TorchExtractor):
         if self.model is None:
             self.load()
         outs = []
-        with torch.inference_mode():
+        with torch.inference_mode(), flush_denormals():
             for batch in row_batches(inputs, self.batch_size):
                 x = torch.from_numpy(np.require(batch, requirements=["C", "W"]))
                 x = x.to(self.device, non_blocking=True).permute(0, 3, 1, 2)  # NHWC memory = channels_last
@@ -188,13 +280,24 @@ class ImageCNNExtractor(TorchExtractor):
                 "normalisation": {"mean": list(self.spec.mean), "std": list(self.spec.std)}}
 
 
+@contextmanager
+def flush_denormals():
+    """Flush denormal floats to zero inside the block (CPU inference only): activations of flat
+    spectrogram regions otherwise fall into the slow denormal range. The setting is process-wide,
+    so it is switched off again on exit: training that follows in the same process (``deepfeat
+    paper`` runs every stage in one) computes exactly as it does on its own."""
+    torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(False)
+
+
 def _frozen_for_cpu(model: torch.nn.Module, example_shape: tuple[int, ...]) -> torch.nn.Module:
     """TorchScript-trace, freeze and ``optimize_for_inference`` an eval-mode network for CPU; the
-    eager network if tracing fails. Denormal floats are flushed to zero (process-wide): activations
-    of flat spectrogram regions otherwise fall into the slow denormal range."""
+    eager network if tracing fails."""
     import warnings
 
-    torch.set_flush_denormal(True)
     try:
         with warnings.catch_warnings(), torch.inference_mode():
             warnings.simplefilter("ignore")
