@@ -47,6 +47,9 @@ class Task(abc.ABC):
         """Validation metrics after an epoch (module in eval mode); empty: no validation."""
         return {}
 
+    def after_step(self) -> None:
+        """Called after every optimiser step (e.g. a momentum encoder's update); default: nothing."""
+
     def batch_size_of(self, batch) -> int:
         """Examples in ``batch`` (weights the epoch's mean loss)."""
         return len(batch[0])
@@ -195,6 +198,7 @@ class _Run:
                 torch.nn.utils.clip_grad_norm_(module.parameters(), self.config.grad_clip)
             self.scaler.step(self.optimizer)
             self.scaler.update()
+            self.task.after_step()
             n = self.task.batch_size_of(batch)
             total, count = total + float(loss.detach()) * n, count + n
         record = {"epoch": self.epoch + 1, "loss": total / max(count, 1), "lr": self.optimizer.param_groups[0]["lr"]}
