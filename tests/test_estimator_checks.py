@@ -13,8 +13,11 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from sklearn.utils.validation import validate_data
 
 from deepfeat.crnn import CRNNArchitecture, CRNNClassifier
+from deepfeat.finetune import FineTunedCNN
 from deepfeat.fusion import MajorityVote, MeanFusion, StackingFusion, WeightedFusion
 from deepfeat.svm import TunedSVM
+from deepfeat.training.config import TrainConfig
+from deepfeat.training.ensemble import SeedEnsemble
 
 #: A CRNN small enough for the checks' tiny tables: one 1x1 convolution, one GRU layer over the
 #: single frame of each row (2-D X is one frame of n_mels bands per row).
@@ -30,6 +33,13 @@ _FUSION = {name: _SCORES_ONLY for name in (
     "check_dtype_object", "check_pipeline_consistency", "check_estimators_nan_inf", "check_estimators_pickle",
     "check_classifiers_classes", "check_classifiers_train")}
 _FLOAT32 = "a float32 network: another batch composition changes probabilities by ~1e-7 (BLAS blocking)"
+#: Short trainings for the checks' tiny tables (a network per fit).
+QUICK = TrainConfig(epochs=20, batch_size=16, learning_rate=0.02, optimizer="adam", weight_decay=0.0,
+                    schedule="constant")
+TRAINED = [CRNNClassifier(architecture=TINY_CRNN, training=QUICK),
+           # a new head on pooled features (2-D X: one version of D features per row)
+           FineTunedCNN(weights="none", train_blocks=0, training=QUICK, mixup_alpha=0.0, head_dropout=0.0),
+           SeedEnsemble(CRNNClassifier(architecture=TINY_CRNN, training=QUICK), n_members=2)]
 
 
 def expected_failures(estimator) -> dict:
@@ -37,7 +47,7 @@ def expected_failures(estimator) -> dict:
         return {**_FUSION, "check_class_weight_classifiers": _SCORES_ONLY}
     if isinstance(estimator, (MeanFusion, MajorityVote, WeightedFusion)):
         return dict(_FUSION)
-    if isinstance(estimator, CRNNClassifier):
+    if isinstance(estimator, (CRNNClassifier, FineTunedCNN, SeedEnsemble)):
         return {"check_methods_sample_order_invariance": _FLOAT32}
     return {}
 
@@ -66,10 +76,15 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-@parametrize_with_checks([TunedSVM(n_jobs=1), TunedSVM(kind="linearsvc", n_jobs=1), *FUSIONS,
-                          CRNNClassifier(architecture=TINY_CRNN, epochs=20, batch_size=16, learning_rate=0.02)],
+@parametrize_with_checks([TunedSVM(n_jobs=1), TunedSVM(kind="linearsvc", n_jobs=1), *FUSIONS],
                          expected_failed_checks=expected_failures, xfail_strict=True)
 def test_sklearn_estimator_checks(estimator, check):
+    check(estimator)
+
+
+@pytest.mark.slow
+@parametrize_with_checks(TRAINED, expected_failed_checks=expected_failures, xfail_strict=True)
+def test_sklearn_estimator_checks_of_trained_networks(estimator, check):
     check(estimator)
 
 
