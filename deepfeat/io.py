@@ -6,6 +6,10 @@ Every file deepfeat writes appears under its final name only once it is complete
 (``os.replace``, atomic on POSIX) when the block succeeds, and removes it when the block fails.
 A run killed at any instant therefore leaves either the old file or the new one, never half of one.
 
+One process at a time writes a given output: :class:`ExclusiveLock` holds an exclusive
+``fcntl.flock`` on a lock file beside (or inside the journal of) what it writes, released by the
+operating system when the process ends in any way (also ``kill -9``), so no stale lock survives.
+
 Each HDF5 file has the attributes ``format`` (e.g. ``"deepfeat.features"``) and
 ``format_version``; :func:`open_h5` opens one for reading and checks both, raising
 :class:`~deepfeat.errors.StoreError` naming the file and the command that writes it.
@@ -13,6 +17,7 @@ Each HDF5 file has the attributes ``format`` (e.g. ``"deepfeat.features"``) and
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -56,6 +61,63 @@ def atomic_path(path: str | Path, fsync: bool = False) -> Iterator[Path]:
             tmp.unlink()
 
 
+class ExclusiveLock:
+    """An exclusive, non-blocking lock on the file ``path`` (``fcntl.flock``; POSIX), taken on
+    construction and held until :meth:`release` (or the end of the process, however it ends).
+
+    The holder writes its pid into the file, so a second process that asks for the lock stops at
+    once with a :class:`StoreError` naming ``what`` and that pid. On a file system without locks
+    (some network mounts) a warning is logged and nothing is locked. ``path``'s folder is created if
+    needed; when that folder is removed and made again while the lock is being taken (its holder
+    finished), the new file is locked instead.
+
+    Parameters
+    ----------
+    path : str or Path
+        The lock file (created if needed; never deleted by this class).
+    what : str
+        What the lock protects, for the message (e.g. the store's file name).
+    """
+
+    def __init__(self, path: str | Path, what: str):
+        import fcntl
+
+        self.path = Path(path)
+        for _ in range(100):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+                os.close(fd)
+                if holder == str(os.getpid()):
+                    raise StoreError(f"{what}: another writer in this process is writing it; close that one "
+                                     "first") from None
+                raise StoreError(f"{what}: another process (pid {holder}) is writing it; wait for that process to "
+                                 "finish (or stop it), then rerun this command to resume") from None
+            except OSError as e:  # a file system without locks (some network mounts): write unguarded
+                logging.getLogger("deepfeat.io").warning("%s: cannot lock %s (%s); make sure no other process "
+                                                         "writes it", what, self.path, e.strerror)
+            try:
+                current = os.stat(self.path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                current = False
+            if current:
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+                self.fd: int | None = fd
+                return
+            os.close(fd)  # locked a file its holder removed meanwhile: lock the new one
+        raise StoreError(f"{what}: could not lock {self.path} (it keeps being removed); rerun this command")
+
+    def release(self) -> None:
+        """Give the lock up (closing the file releases it); calling it again does nothing."""
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
 def write_bytes(path: str | Path, data: bytes, fsync: bool = False) -> Path:
     """Write ``data`` to ``path`` atomically; returns ``path``."""
     with atomic_path(path, fsync=fsync) as tmp:
@@ -91,6 +153,24 @@ def jsonable(value):
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
+
+
+def content_sha256(*values) -> str:
+    """sha256 (hex) of the content of ``values``: numpy arrays by dtype, shape and data (strings
+    by value), anything else as canonical JSON. Equal content gives equal digests, whatever file
+    it was read from (file checksums change with HDF5 timestamps and timing attributes)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for value in values:
+        if isinstance(value, np.ndarray) and value.dtype.kind not in "OUS":
+            digest.update(f"{value.dtype.str}{value.shape}".encode())
+            digest.update(np.ascontiguousarray(value).tobytes())
+        else:
+            value = value.tolist() if isinstance(value, np.ndarray) else value
+            digest.update(json.dumps(jsonable(value), sort_keys=True, default=str).encode())
+        digest.update(b"\x00")
+    return digest.hexdigest()
 
 
 def write_strings(group: h5py.Group, name: str, values: Iterable[str], **kwargs) -> h5py.Dataset:

@@ -12,7 +12,11 @@ Layout (``format = "deepfeat.features"``, ``format_version = 1``):
 ``label_names``        str [C]
 ``skipped/ids``        str [K]             clips that could not be processed ...
 ``skipped/reasons``    str [K]             ... and why
+``warnings/ids``       str [W]             clips stored with a warning (e.g. truncated) ...
+``warnings/reasons``   str [W]             ... and what it was
 =====================  ==================  ==============================================
+
+A clip's rows are contiguous and differ in window start (:func:`check_rows`).
 
 Attributes: ``config`` (canonical JSON of the full extraction configuration), ``network``,
 ``layer``, ``weights``, ``weights_sha256``, ``dataset``, ``manifest_sha256``, ``versions``
@@ -20,15 +24,17 @@ Attributes: ``config`` (canonical JSON of the full extraction configuration), ``
 ``layout``, ``primary_metric``, ``evaluation_folds`` (JSON list), ``channels`` (mix or each).
 
 Writing commits whole batches to a journal folder ``OUT.h5.partial/`` (one file per batch,
-each renamed into place once on disk, with the count of clips it completes); a killed run
+each renamed into place once on disk, with the range of clips it completes); a killed run
 reads the journal and continues after the last committed batch. Only a finished store is
-written and renamed to ``OUT.h5``.
+written and renamed to ``OUT.h5``. One process at a time writes a store: it holds an exclusive
+lock on ``OUT.h5.partial/lock``, and the journal records what its batches share (its version,
+the batching), so a resume never mixes incompatible batches.
 """
 from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import h5py
@@ -36,11 +42,16 @@ import numpy as np
 
 from .config import canonical_json
 from .errors import StoreError
-from .io import STR, atomic_path, attrs_dict, open_h5, read_strings, stamp_format, write_bytes, write_strings
+from .io import (
+    STR, ExclusiveLock, atomic_path, attrs_dict, open_h5, read_strings, stamp_format, write_bytes, write_strings,
+)
 
 FORMAT = "deepfeat.features"
 FORMAT_VERSION = 1
 _HINT = "make one with `deepfeat extract`"
+JOURNAL_VERSION = 2  #: layout of a journal (header.json, batch files); another version is not resumed
+#: Datasets that tell the rows of one clip apart (besides its id).
+ROW_KEYS = ("window_starts", "channels")
 
 
 @dataclass
@@ -58,6 +69,7 @@ class FeatureSet:
     attrs: dict
     skipped: list[tuple[str, str]]
     channels: np.ndarray | None = None  #: int64 [N], the channel of each row (``--channels each``)
+    warnings: list[tuple[str, str]] = field(default_factory=list)  #: (clip id, what was wrong), rows kept
 
     @property
     def windowed(self) -> bool:
@@ -120,19 +132,54 @@ def open_store(path: str | Path) -> h5py.File:
 
 
 def read_store(path: str | Path) -> FeatureSet:
-    """Read a complete feature store; raises :class:`StoreError` with the file name otherwise."""
+    """Read a complete feature store; raises :class:`StoreError` with the file name otherwise
+    (also when a clip's rows repeat or are not contiguous: see :func:`check_rows`)."""
     path = Path(path)
     with open_store(path) as f:
         attrs = attrs_dict(f)
-        skipped = list(zip(read_strings(f["skipped/ids"]), read_strings(f["skipped/reasons"]))) \
-            if "skipped" in f else []
+        ids = np.array(read_strings(f["ids"]), dtype=object)
+        check_rows(path, ids, {name: f[name][()] for name in ROW_KEYS if name in f})
         return FeatureSet(
-            path=path, features=f["features"][()], ids=np.array(read_strings(f["ids"]), dtype=object),
+            path=path, features=f["features"][()], ids=ids,
             labels=f["labels"][()], folds=f["folds"][()], label_names=read_strings(f["label_names"]),
             window_starts=f["window_starts"][()] if "window_starts" in f else None,
-            config=json.loads(attrs.get("config", "{}")), attrs=attrs, skipped=skipped,
-            channels=f["channels"][()] if "channels" in f else None,
+            config=json.loads(attrs.get("config", "{}")), attrs=attrs, skipped=_pairs(f, "skipped"),
+            channels=f["channels"][()] if "channels" in f else None, warnings=_pairs(f, "warnings"),
         )
+
+
+def _pairs(f: h5py.File, group: str) -> list[tuple[str, str]]:
+    """``(id, reason)`` pairs of the group ``skipped`` or ``warnings`` (empty when absent)."""
+    if group not in f:
+        return []
+    return list(zip(read_strings(f[f"{group}/ids"]), read_strings(f[f"{group}/reasons"])))
+
+
+def check_rows(path: str | Path, ids, keys: dict | None = None) -> None:
+    """Raise :class:`StoreError` unless each clip's rows are contiguous and no two rows of a clip
+    share their ``keys`` (name → per-row array [N] telling a clip's rows apart, e.g.
+    ``window_starts`` in seconds; without keys a clip has one row).
+
+    Windows of one clip legitimately share its id; a clip whose rows repeat or are split apart was
+    written twice (two writers at once, or a malformed file)."""
+    ids = np.asarray(ids).astype(str)
+    if ids.size == 0:
+        return
+    fix = "it was written twice (two processes at once?) or is malformed: re-extract it with --overwrite"
+    starts = np.r_[True, ids[1:] != ids[:-1]]
+    names, runs = np.unique(ids[starts], return_counts=True)
+    if (runs > 1).any():
+        raise StoreError(f"{path}: the rows of clip {str(names[runs > 1][0])!r} are not contiguous; {fix}")
+    keys = {name: np.asarray(k) for name, k in (keys or {}).items()}
+    clip = np.cumsum(starts)
+    order = np.lexsort((*reversed(list(keys.values())), clip))
+    same = clip[order][1:] == clip[order][:-1]
+    for k in keys.values():
+        same &= k[order][1:] == k[order][:-1]
+    if same.any():
+        row = order[1:][same][0]
+        where = "".join(f" with {name} = {k[row]}" for name, k in keys.items())
+        raise StoreError(f"{path}: clip {str(ids[row])!r} has more than one row{where}; {fix}")
 
 
 def summarise_store(path: str | Path) -> dict:
@@ -148,6 +195,7 @@ def summarise_store(path: str | Path) -> dict:
         "layer": fs.attrs.get("layer"), "weights": fs.attrs.get("weights"),
         "weights_sha256": fs.attrs.get("weights_sha256") or None, "dataset": fs.attrs.get("dataset"),
         "classes": per_class, "folds": per_fold, "skipped": [{"id": i, "reason": r} for i, r in fs.skipped],
+        "warnings": [{"id": i, "reason": r} for i, r in fs.warnings],
         "finite": bool(np.isfinite(fs.features).all()),
         "feature_mean": float(fs.features.mean()), "feature_std": float(fs.features.std()),
         "extract_seconds": fs.attrs.get("extract_seconds"), "device": fs.attrs.get("device"),
@@ -175,8 +223,9 @@ def summary_lines(s: dict) -> list[str]:
     if s["extract_seconds"]:
         lines.append(f"  extracted in {s['extract_seconds']:.1f} s on {s['device']} "
                      f"({s['clips'] / s['extract_seconds']:.1f} clips/s)")
-    lines.append(f"  skipped: {len(s['skipped'])}")
-    lines += [f"    {k['id']}: {k['reason']}" for k in s["skipped"]]
+    for key in ("skipped", "warnings"):
+        lines.append(f"  {key}: {len(s.get(key, []))}")
+        lines += [f"    {k['id']}: {k['reason']}" for k in s.get(key, [])]
     return lines
 
 
@@ -199,6 +248,8 @@ def store_status(path: str | Path, config: dict) -> str:
     run of ``config`` exists, ``"absent"`` if neither; raises if either holds another configuration."""
     path = Path(path)
     for candidate, state in ((path, "complete"), (Path(str(path) + ".partial"), "partial")):
+        if candidate.is_dir() and not (candidate / _HEADER).exists():
+            continue  # a journal folder holding only its lock: nothing committed yet
         if candidate.exists():
             stored = _stored_config(candidate)
             if stored != canonical_json(config):
@@ -228,57 +279,89 @@ class StoreWriter:
     killed at any instant (Ctrl-C, ``kill -9``, power loss) keeps every committed batch and never
     leaves a half-written file behind; the HDF5 store itself is written once, at the end, streaming
     the batches in order (memory does not grow with the number of clips).
+
+    The writer holds the journal's lock until :meth:`finish` or :meth:`close` (or the end of a
+    ``with`` block): a second writer raises :class:`StoreError` naming the first one's pid.
+    ``batching`` (e.g. ``{"clips_per_batch": 32}``) is what the batches of one journal share: a
+    journal of other batching, of another :data:`JOURNAL_VERSION`, or whose batches do not follow
+    each other is not resumed (:class:`StoreError`).
     """
 
     def __init__(self, path: str | Path, config: dict, label_names: list[str], n_clips: int,
-                 attrs: dict | None = None, overwrite: bool = False):
+                 attrs: dict | None = None, overwrite: bool = False, batching: dict | None = None):
         self.path = Path(path)
         self.partial = Path(str(self.path) + ".partial")
         self.config_json = canonical_json(config)
+        try:
+            self._lock = ExclusiveLock(self.partial / _LOCK, str(self.path))
+        except OSError as e:
+            raise StoreError(f"{self.partial}: cannot create the journal ({e.strerror}); write the store to a "
+                             "folder you can write to (-o) or fix its permissions") from None
+        try:
+            self._open(config, label_names, n_clips, attrs, overwrite, dict(batching or {}))
+        except BaseException:
+            if not (self.partial / _HEADER).exists():  # this writer made the folder: leave nothing behind
+                shutil.rmtree(self.partial, ignore_errors=True)
+            self.close()
+            raise
+
+    def _open(self, config, label_names, n_clips, attrs, overwrite: bool, batching: dict) -> None:
         if overwrite:
-            if self.path.exists():
-                self.path.unlink()
-            shutil.rmtree(self.partial, ignore_errors=True)
+            self.path.unlink(missing_ok=True)
+            for entry in self.partial.iterdir():
+                if entry.name != _LOCK:
+                    shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
         state = store_status(self.path, config)
         if state == "complete":
             raise StoreError(f"{self.path}: already complete for this configuration")
         if state == "absent":
-            self.partial.mkdir(parents=True, exist_ok=True)
             header = {"config": self.config_json, "label_names": list(label_names), "n_clips": n_clips,
-                      "attrs": attrs or {}}
+                      "attrs": attrs or {}, "journal_version": JOURNAL_VERSION, "batching": batching}
             write_bytes(self.partial / _HEADER, json.dumps(header).encode())
         self.header = json.loads((self.partial / _HEADER).read_text())
-        self.batches = sorted(self.partial.glob("batch-*.npz"))
         for stale in self.partial.glob("*.tmp"):
             stale.unlink()
+        self.batches = sorted(self.partial.glob("batch-*.npz"))
+        self._done = _check_journal(self.partial, self.header, batching, self.batches)
+
+    def __enter__(self) -> "StoreWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     @property
     def clips_done(self) -> int:
         """Clips (in manifest order) fully processed and committed: where a resumed run starts."""
-        if not self.batches:
-            return 0
-        with np.load(self.batches[-1]) as last:
-            return int(last["clips_done"])
+        return self._done
 
     def commit(self, features: np.ndarray, ids: list[str], labels, folds, window_starts=None,
                clips_done: int = 0, skipped: list[tuple[str, str]] = (), seconds: float = 0.0,
-               channels=None) -> None:
-        """Durably record a batch of rows and that the first ``clips_done`` manifest clips are finished
-        (``channels``: each row's channel, for stores of single-channel rows)."""
+               channels=None, warnings: list[tuple[str, str]] = (), clips_start: int | None = None) -> None:
+        """Durably record a batch of rows and that manifest clips ``clips_start`` (default: where
+        the journal stands, :attr:`clips_done`) to ``clips_done`` are finished. ``skipped``:
+        (id, reason) of clips left out; ``warnings``: (id, reason) of clips stored despite a problem;
+        ``channels``: each row's channel, for stores of single-channel rows."""
         features = np.asarray(features, dtype=np.float32)
         if features.size and not np.all(np.isfinite(features)):
             raise StoreError(f"{self.partial}: non-finite features produced; this is a bug, please report it")
+        start = self._done if clips_start is None else int(clips_start)
+        if start != self._done or clips_done < start:
+            raise StoreError(f"{self.partial}: a batch of clips {start}-{clips_done} does not follow the journal, "
+                             f"which ends at clip {self._done}; this is a bug, please report it")
         target = self.partial / f"batch-{len(self.batches):07d}.npz"
+        pairs = {f"{name}_{part}": np.array([p[i] for p in pairs], dtype=str)
+                 for name, pairs in (("skipped", skipped), ("warning", warnings))
+                 for i, part in enumerate(("ids", "reasons"))}
         with atomic_path(target, fsync=True) as tmp, open(tmp, "wb") as f:
             np.savez(f, features=features, ids=np.array(ids, dtype=str), labels=np.asarray(labels, dtype=np.int64),
                      folds=np.asarray(folds, dtype=np.int64),
                      window_starts=np.asarray(window_starts if window_starts is not None else [], dtype=np.float64),
-                     windowed=window_starts is not None, clips_done=clips_done, seconds=seconds,
+                     windowed=window_starts is not None, clips_start=start, clips_done=clips_done, seconds=seconds,
                      channels=np.asarray(channels if channels is not None else [], dtype=np.int64),
-                     per_channel=channels is not None,
-                     skipped_ids=np.array([s[0] for s in skipped], dtype=str),
-                     skipped_reasons=np.array([s[1] for s in skipped], dtype=str))
+                     per_channel=channels is not None, **pairs)
         self.batches.append(target)
+        self._done = int(clips_done)
 
     def seconds(self) -> float:
         """Processing time summed over every committed batch, across resumed sessions."""
@@ -289,7 +372,7 @@ class StoreWriter:
         return total
 
     def finish(self, attrs: dict | None = None) -> Path:
-        """Write the HDF5 store from the committed batches and atomically publish it."""
+        """Write the HDF5 store from the committed batches, atomically publish it and release the lock."""
         if not any(_batch_rows(b) for b in self.batches):
             raise StoreError(f"{self.path}: no clip could be processed (see the skipped list in {self.partial} and "
                              "the log); check the audio files")
@@ -298,8 +381,9 @@ class StoreWriter:
             f.attrs.update({"config": self.config_json, "n_clips": self.header["n_clips"], **self.header["attrs"],
                             **(attrs or {})})
             write_strings(f, "label_names", self.header["label_names"])
-            for name in ("ids", "reasons"):
-                f.create_dataset(f"skipped/{name}", shape=(0,), maxshape=(None,), dtype=STR)
+            for group in ("skipped", "warnings"):
+                for name in ("ids", "reasons"):
+                    f.create_dataset(f"{group}/{name}", shape=(0,), maxshape=(None,), dtype=STR)
             for b in self.batches:
                 with np.load(b) as z:
                     if len(z["features"]):
@@ -310,16 +394,43 @@ class StoreWriter:
                             + (("channels",) if per_channel else ())
                         for name in names:
                             _append(f[name], z[name] if name != "ids" else z[name].astype(object))
-                    _append(f["skipped/ids"], z["skipped_ids"].astype(object))
-                    _append(f["skipped/reasons"], z["skipped_reasons"].astype(object))
+                    for group, prefix in (("skipped", "skipped"), ("warnings", "warning")):
+                        for name in ("ids", "reasons"):
+                            _append(f[f"{group}/{name}"], z[f"{prefix}_{name}"].astype(object))
             f.attrs["complete"] = True
         shutil.rmtree(self.partial, ignore_errors=True)
+        self.close()
         return self.path
 
     def close(self) -> None:
-        """Nothing to release: every commit is already on disk."""
+        """Release the journal's lock (every commit is already on disk); idempotent."""
+        self._lock.release()
 
 
+def _check_journal(partial: Path, header: dict, batching: dict, batches: list[Path]) -> int:
+    """The clips a journal's batches complete, after refusing one of another layout version or
+    batching, or whose batches do not follow each other (two processes wrote it at once)."""
+    fix = "pass --overwrite to start again"
+    version = header.get("journal_version", 1)
+    if version != JOURNAL_VERSION:
+        raise StoreError(f"{partial}: an unfinished journal of journal version {version} (this deepfeat writes "
+                         f"version {JOURNAL_VERSION}); {fix}")
+    if (header.get("batching") or {}) != batching:
+        difference = describe_difference(header.get("batching") or {}, batching).replace(" -> ", " (this run: ", 1)
+        raise StoreError(f"{partial}: the unfinished journal was written with {difference}); rerun with the "
+                         f"journal's setting to resume it, or {fix}")
+    done = 0
+    for b in batches:
+        with np.load(b) as z:
+            start, end = int(z["clips_start"]), int(z["clips_done"])
+        if start != done:
+            raise StoreError(f"{partial}: {b.name} starts at clip {start} but the batches before it end at clip "
+                             f"{done}: two processes wrote this journal at once; {fix}")
+        done = end
+    return done
+
+
+_LOCK = "lock"
 _HEADER = "header.json"
 
 

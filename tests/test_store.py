@@ -43,6 +43,7 @@ def test_resume_continues_after_last_committed_batch(tmp_path):
     write_rows(w, 0, 2)
     # killed while writing the next batch: a temporary file, never renamed into place
     (tmp_path / "r.h5.partial" / "batch-0000001.tmp").write_bytes(b"half a batch")
+    w.close()  # the process ends: the OS releases its lock
     resumed = StoreWriter(tmp_path / "r.h5", CONFIG, ["a", "b"], 4)
     assert resumed.clips_done == 2
     assert not list((tmp_path / "r.h5.partial").glob("*.tmp"))
