@@ -41,15 +41,18 @@ def _clips_per_batch() -> int:
 @click.option("--layer", default=None, help="Network layer to read (default: the network's penultimate layer).")
 @click.option("--labels", "audio_root", default=None, type=click.Path(exists=True, file_okay=False),
               help="With a label CSV as DATA: folder its file paths are relative to.")
-@click.option("--batch-size", type=int, default=LibraryDefault(_clips_per_batch), show_default=True,
-              help="Clips per committed batch (the network's own batch is chosen per device).")
-@click.option("--workers", type=int, default=None, help="Front-end worker processes (default: CPU count, at most 4).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=LibraryDefault(_clips_per_batch), show_default=True,
+              help="Clips per committed batch (the network's own batch is chosen per device); a run resumes "
+                   "only with the batch size it started with.")
+@click.option("--workers", type=click.IntRange(min=0), default=None,
+              help="Front-end worker processes (default: CPU count, at most 4).")
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 ... (default: CUDA when available).")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "fp16"]), default="auto", show_default=True,
               help="auto: fp16 on CUDA, fp32 on CPU.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of random initialisation (-w none).")
 @click.option("--on-error", type=click.Choice(["skip", "fail"]), default="skip", show_default=True,
-              help="skip: record bad clips in the store and log, go on; fail: stop at the first.")
+              help="skip: record bad clips in the store and log, go on (clips cut short are kept, with a warning "
+                   "in the store and log); fail: stop at the first bad or cut-short clip.")
 @click.option("--overwrite", is_flag=True, help="Replace a store made with another configuration.")
 @dataset_options
 @plot_options
@@ -60,14 +63,19 @@ def extract(data, network, weights, out, layer, audio_root, batch_size, workers,
 
     DATA is a dataset folder (ESC-50, UrbanSound8K, DCASE 2017 task 1, DCASE 2018 task 5, GTZAN,
     a folder per class, a flat folder of audio) or a label CSV (file,label[,fold]); README lists
-    the layouts. An interrupted run resumes when rerun with the same options.
+    the layouts. An interrupted run resumes when rerun with the same options; one process at a
+    time writes OUT (a second one stops at once, naming the first).
+
+    Audio models (birdnet, panns_cnn14, openl3) have their own front end: image options other
+    than --duration and -t (colour map, rate, mel settings) are refused for them, since the store
+    would not record them yet look as if made with them.
     """
     from deepfeat.datasets import load_manifest
     from deepfeat.extract import extract_features, make_extractor
 
-    extractor = make_extractor(network, weights=weights, plot=plot_config_from(plot_kwargs), layer=layer,
-                               device=device, precision=precision, seed=seed)
     manifest = load_manifest(data, audio_root, **read_options(plot_kwargs))
+    extractor = make_extractor(network, weights=weights, plot=plot_config_from(plot_kwargs, manifest), layer=layer,
+                               device=device, precision=precision, seed=seed)
     path = extract_features(manifest, extractor, out, clips_per_batch=batch_size, workers=workers, on_error=on_error,
                             overwrite=overwrite, progress=not quiet)
     if not quiet:

@@ -31,6 +31,6 @@ def plot(data, out, size, limit, figure, quiet, **plot_kwargs):
     from deepfeat.plot import FIGURES, write_images
 
     manifest = load_manifest(data, **read_options(plot_kwargs))
-    n = write_images(manifest, plot_config_from(plot_kwargs, size=size), out, limit, figures=figure)
+    n = write_images(manifest, plot_config_from(plot_kwargs, manifest, size=size), out, limit, figures=figure)
     if not quiet:
         click.echo(f"wrote {n} images to {out}" + (f" and {n} labelled figures to {Path(out) / FIGURES}" if figure else ""))

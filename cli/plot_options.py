@@ -12,6 +12,23 @@ from deepfeat.config import (
 _MEL = MelConfig()
 
 
+class Fmax(click.ParamType):
+    """``--fmax``: Hz, or ``auto`` (the lowest Nyquist frequency of the dataset's audio)."""
+
+    name = "HZ|auto"
+
+    def convert(self, value, param, ctx):
+        if value is None or value == "auto" or isinstance(value, float):
+            return value
+        try:
+            hz = float(value)
+        except ValueError:
+            hz = -1.0
+        if not hz > 0:
+            self.fail(f"{value!r} is neither a positive frequency in Hz nor auto", param, ctx)
+        return hz
+
+
 def plot_options(f):
     options = [
         click.option("-c", "--colormap", default=field_default(PlotConfig, "colormap"), show_default=True,
@@ -25,7 +42,9 @@ def plot_options(f):
         click.option("--sample-rate", "-sr", type=int, default=_MEL.sample_rate, show_default=True,
                      help="Resample to this rate, Hz."),
         click.option("--fmin", type=float, default=_MEL.fmin, show_default=True, help="Hz."),
-        click.option("--fmax", type=float, default=_MEL.fmax, help="Hz (default: Nyquist)."),
+        click.option("--fmax", type=Fmax(), default=_MEL.fmax,
+                     help="Hz (default: Nyquist); auto: the lowest Nyquist frequency of the dataset's audio, so "
+                          "clips sampled below --sample-rate fill the image."),
         click.option("--clip-db", type=float, default=_MEL.clip_db, show_default=True,
                      help=f"Floor below the maximum, dB (e.g. {', '.join(str(int(t)) for t in CLIP_THRESHOLDS_DB)})."),
         click.option("--duration", type=float, default=field_default(PlotConfig, "duration"),
@@ -48,6 +67,12 @@ PLOT_KEYS = ("colormap", "preset", "window", "hop", "n_mels", "sample_rate", "fm
              "segment", "renderer", "interpolation")
 
 
-def plot_config_from(kwargs: dict, **extra) -> PlotConfig:
-    """Pop the plot options out of ``kwargs`` and build the PlotConfig (``extra``: e.g. ``size``)."""
-    return plot_config(**{k: kwargs.pop(k) for k in PLOT_KEYS}, **extra)
+def plot_config_from(kwargs: dict, manifest=None, **extra) -> PlotConfig:
+    """Pop the plot options out of ``kwargs`` and build the PlotConfig (``extra``: e.g. ``size``);
+    ``--fmax auto`` is resolved from the native rates of ``manifest``'s files."""
+    settings = {k: kwargs.pop(k) for k in PLOT_KEYS}
+    if settings["fmax"] == "auto":
+        from deepfeat.audio import auto_fmax, native_rates
+
+        settings["fmax"] = auto_fmax(native_rates(c.path for c in manifest.clips), settings["sample_rate"])
+    return plot_config(**settings, **extra)

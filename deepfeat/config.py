@@ -74,6 +74,12 @@ class PlotConfig:
             raise ConfigError(f"unknown renderer {self.renderer!r}; choose fast or matplotlib")
         if self.interpolation not in ("nearest", "bilinear"):
             raise ConfigError(f"unknown interpolation {self.interpolation!r}; choose nearest or bilinear")
+        if self.duration is not None and not self.duration > 0:
+            raise ConfigError(f"duration must be positive seconds, got {self.duration}")
+        if self.segment is not None and not (len(self.segment) == 2 and min(self.segment) > 0):
+            raise ConfigError(f"windows (-t WIN HOP) must be two positive durations in seconds, got {self.segment}")
+        if not (len(self.size) == 2 and min(self.size) > 0):
+            raise ConfigError(f"image size must be two positive pixel counts (height, width), got {self.size}")
         if self.colormap != "mel3":
             import matplotlib
 

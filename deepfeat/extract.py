@@ -6,6 +6,7 @@ import json
 import logging
 import platform
 import time
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,9 +16,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from . import __version__
-from .audio import load_audio, segments
+from .audio import TruncatedAudioWarning, load_audio, low_rate_summary, native_rates, segments
 from .datasets import Manifest
-from .errors import AudioError
+from .errors import AudioError, ConfigError, StoreError
 from .extractors.base import Extractor
 from .store import StoreWriter, store_status
 
@@ -33,6 +34,7 @@ class PreparedClip:
     counts: np.ndarray | None  #: model inputs per segment
     starts: np.ndarray | None  #: segment start times, seconds
     error: str | None = None
+    warning: str | None = None  #: decoded, but with a problem (e.g. cut short)
 
 
 class ClipFrontend(Dataset):
@@ -51,10 +53,13 @@ class ClipFrontend(Dataset):
         clip = self.clips[index]
         ex = self.extractor
         try:
-            samples, rate = load_audio(clip.path, ex.sample_rate, clip.channel)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", TruncatedAudioWarning)
+                samples, rate = load_audio(clip.path, ex.sample_rate, clip.channel)
+            short = next((str(w.message) for w in caught if issubclass(w.category, TruncatedAudioWarning)), None)
             pieces, starts = segments(samples, rate, ex.duration, ex.segment)
             parts = [ex.frontend(piece) for piece in pieces]
-            return PreparedClip(index, np.concatenate(parts), np.array([len(p) for p in parts]), starts)
+            return PreparedClip(index, np.concatenate(parts), np.array([len(p) for p in parts]), starts, warning=short)
         except AudioError as e:
             return PreparedClip(index, None, None, None, str(e))
         except Exception as e:  # noqa: BLE001 - report any front-end failure against its file
@@ -77,7 +82,9 @@ def make_extractor(network: str, *, weights: str | None = None, plot=None, layer
         ``imagenet``, ``none``, a checkpoint path, or the network's own default (None).
     plot : PlotConfig, optional
         The front end of image networks (default ``PlotConfig()``); audio models take only its
-        ``duration`` and ``segment``.
+        ``duration`` and ``segment`` (see the class's ``plot_settings``), and any other
+        setting that differs from the default raises :class:`ConfigError`: ignoring it would
+        store features that look made with settings that were never applied.
     layer, device, precision, seed
         As the ``extract`` options of the same names.
     """
@@ -85,8 +92,14 @@ def make_extractor(network: str, *, weights: str | None = None, plot=None, layer
     from .extractors import create_extractor, get_extractor_class
 
     plot = plot or PlotConfig()
+    cls = get_extractor_class(network)
+    ignored = cls.ignored_settings(plot)
+    if ignored:
+        raise ConfigError(f"{network} is an {cls.kind} model with its own front end ({cls.sample_rate} Hz): "
+                          f"{', '.join(ignored)} would change nothing in its features; drop "
+                          f"{'them' if len(ignored) > 1 else 'it'}")
     params = dict(weights=weights, layer=layer, device=device, precision=precision, seed=seed)
-    if get_extractor_class(network).kind == "image":
+    if cls.kind == "image":
         params.update(plot=plot)
     else:
         params.update(duration=plot.duration, segment=plot.segment)
@@ -130,10 +143,12 @@ class _Laps:
         return seconds
 
 
-def _open_writer(manifest: Manifest, extractor: Extractor, out: Path, overwrite: bool) -> StoreWriter:
+def _open_writer(manifest: Manifest, extractor: Extractor, out: Path, overwrite: bool,
+                 clips_per_batch: int) -> StoreWriter:
     return StoreWriter(out, store_config(manifest, extractor), manifest.label_names, len(manifest),
-                       overwrite=overwrite, attrs={
+                       overwrite=overwrite, batching={"clips_per_batch": clips_per_batch}, attrs={
                            "network": extractor.name, "layer": str(extractor.layer), "weights": extractor.weights,
+                           "default_layer": str(type(extractor).default_layer(extractor.name) or ""),
                            "weights_sha256": extractor.weights_sha256 or "", "dataset": manifest.name,
                            "manifest_sha256": manifest.fingerprint(), "versions": json.dumps(versions()),
                            **dataset_attrs(manifest)})
@@ -183,20 +198,55 @@ def _rows(batch: list[PreparedClip], extractor: Extractor, manifest: Manifest, l
     return rows
 
 
+def warn_low_rates(manifest: Manifest, extractor: Extractor) -> str | None:
+    """Log one warning (and return it) when clips of ``manifest`` are sampled too low for the
+    frequencies ``extractor`` analyses (:attr:`~deepfeat.extractors.base.Extractor.max_frequency`):
+    they are upsampled and their features see an empty band. Reads only the files' headers."""
+    top = extractor.max_frequency
+    summary = low_rate_summary(native_rates(dict.fromkeys(c.path for c in manifest.clips)), top)
+    if summary is None:
+        return None
+    message = (f"{manifest.name}: {summary}: they hold nothing above their Nyquist frequency, but {extractor.name} "
+               f"analyses up to {top:g} Hz" + ("; --fmax auto fits the mel bands to the data"
+                                               if extractor.kind == "image" else ""))
+    log.warning(message)
+    return message
+
+
 def _commit_batch(writer: StoreWriter, batch: list[PreparedClip], extractor: Extractor, manifest: Manifest,
                   labels: np.ndarray, on_error: str, lap: _Laps) -> None:
     skipped = [(manifest.clips[c.index].id, c.error) for c in batch if c.error is not None]
+    warned = [(manifest.clips[c.index].id, c.warning) for c in batch if c.error is None and c.warning]
+    if on_error == "fail" and (skipped or warned):
+        raise AudioError((skipped or warned)[0][1])
     for clip_id, reason in skipped:
-        if on_error == "fail":
-            raise AudioError(reason)
         log.warning("skipped %s: %s", clip_id, reason)
+    for clip_id, reason in warned:
+        log.warning("kept %s with a warning: %s", clip_id, reason)
     rows = _rows(batch, extractor, manifest, labels)
     done = batch[-1].index + 1
     features = np.stack(rows["features"]) if rows["features"] else np.zeros((0, 0), np.float32)
     writer.commit(features, rows["ids"], rows["labels"], rows["folds"],
-                  rows["window_starts"] if extractor.segment else None, clips_done=done, skipped=skipped,
-                  seconds=lap(), channels=rows["channels"] if manifest.channels() is not None else None)
+                  rows["window_starts"] if extractor.segment else None, clips_start=batch[0].index, clips_done=done,
+                  skipped=skipped, warnings=warned, seconds=lap(),
+                  channels=rows["channels"] if manifest.channels() is not None else None)
     log.info("committed %d/%d clips", done, len(manifest))
+
+
+def _check_run(out: Path, clips_per_batch: int, workers: int | None) -> None:
+    """Fail before any work on a batch size below 1, negative workers, or a store folder that
+    cannot be made or written."""
+    import os
+
+    if clips_per_batch < 1 or (workers is not None and workers < 0):
+        raise ConfigError(f"clips per batch must be at least 1 (got {clips_per_batch}) and workers at least 0 "
+                          f"(got {workers})")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise StoreError(f"{out}: cannot create its folder ({e.strerror}); choose another -o") from None
+    if not os.access(out.parent, os.W_OK):
+        raise StoreError(f"{out}: its folder is not writable; choose another -o or fix its permissions")
 
 
 def extract_features(manifest: Manifest, extractor: Extractor, out: str | Path, *,
@@ -218,7 +268,8 @@ def extract_features(manifest: Manifest, extractor: Extractor, out: str | Path, 
         Front-end worker processes (default :func:`default_workers`; 0: in this process).
     on_error : {"skip", "fail"}
         ``skip`` records undecodable clips in the store's ``skipped`` group and the log and goes
-        on; ``fail`` stops at the first one with its error.
+        on (a clip cut short is kept, and listed in the store's ``warnings`` group and the log);
+        ``fail`` stops at the first undecodable or cut-short clip with its error.
     overwrite : bool
         Replace a store (or journal) of another configuration.
     progress : bool
@@ -230,13 +281,14 @@ def extract_features(manifest: Manifest, extractor: Extractor, out: str | Path, 
         The store.
     """
     out = Path(out)
+    _check_run(out, clips_per_batch, workers)
     if not extractor.is_loaded:
         extractor.load()
     if not overwrite and store_status(out, store_config(manifest, extractor)) == "complete":
         log.info("%s: already complete for this configuration; nothing to do", out)
         return out
-    writer = _open_writer(manifest, extractor, out, overwrite)
-    with _run_log(out):
+    with _open_writer(manifest, extractor, out, overwrite, clips_per_batch) as writer, _run_log(out):
+        warn_low_rates(manifest, extractor)
         start = writer.clips_done
         if start:
             log.info("resuming %s at clip %d/%d", out, start, len(manifest))

@@ -37,7 +37,10 @@ def row_batches(inputs: np.ndarray, batch_size: int):
 def pick_device(device: str | None = None) -> torch.device:
     """``device`` if given, else CUDA when available, else CPU."""
     if device:
-        return torch.device(device)
+        try:
+            return torch.device(device)
+        except RuntimeError:
+            raise ConfigError(f"unknown device {device!r}; use cpu, cuda, cuda:1, mps ...") from None
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
@@ -57,6 +60,34 @@ class Extractor(abc.ABC):
     WEIGHTS: ClassVar[dict[str, str]] = {}
     #: whether ``-w none`` (fixed-seed random initialisation) exists for this network
     random_init: ClassVar[bool] = True
+    #: the layer read when ``--layer`` is not given (see :meth:`default_layer`)
+    DEFAULT_LAYER: ClassVar[str | None] = None
+
+    @classmethod
+    def default_layer(cls, network: str) -> str | None:
+        """The layer ``network`` reads when none is given."""
+        return cls.DEFAULT_LAYER
+
+    #: the :class:`~deepfeat.config.PlotConfig` settings the front end reads; None: every one for
+    #: an image network, only the clip length and windows (duration, segment) for an audio model
+    plot_settings: ClassVar[frozenset[str] | None] = None
+
+    @classmethod
+    def ignored_settings(cls, plot) -> list[str]:
+        """Settings of ``plot`` (a :class:`~deepfeat.config.PlotConfig`) that differ from the
+        defaults but that this front end never reads, by their ``plot``/``extract`` option names."""
+        from ..config import PlotConfig
+
+        read = cls.plot_settings
+        if read is None and cls.kind == "image":
+            return []
+        read = read if read is not None else {"duration", "segment"}
+        default = PlotConfig()
+        pairs = [(name, getattr(plot.mel, name), getattr(default.mel, name)) for name in vars(default.mel)]
+        pairs += [(name, getattr(plot, name), getattr(default, name)) for name in vars(default)
+                  if name not in ("mel", "size")]
+        return ["--" + name.replace("_", "-") for name, value, standard in pairs
+                if value != standard and name not in read]
 
     @classmethod
     def weights_names(cls, network: str) -> dict[str, str]:
@@ -76,7 +107,7 @@ class Extractor(abc.ABC):
         if self.weights == "none" and not self.random_init:
             raise ConfigError(f"{name} exists only as a trained model: random initialisation (-w none) is not "
                               f"available; use -w {self.default_weights} or the path of its model file")
-        self.layer = layer
+        self.layer = layer or self.default_layer(name)
         self.duration = duration  #: seconds to pad/crop each clip to (None: as is)
         self.segment = segment  #: (window, hop) seconds: one feature row per window
         self.device = pick_device(device)
@@ -100,6 +131,12 @@ class Extractor(abc.ABC):
 
         Several inputs (k > 1) for one segment are embedded and mean-pooled into one row.
         Runs in worker processes: no network, no CUDA."""
+
+    @property
+    def max_frequency(self) -> float:
+        """Highest frequency (Hz) the features analyse: the Nyquist frequency of
+        :attr:`sample_rate`, unless the front end stops lower."""
+        return self.sample_rate / 2
 
     @property
     def is_loaded(self) -> bool:

@@ -95,13 +95,13 @@ class BirdNETExtractor(Extractor):
     WEIGHTS = {"birdnet_v2.4": "birdnet_v2.4"}  #: -w name → registry entry
     default_weights = "birdnet_v2.4"
     random_init = False  #: exists only as a trained TFLite model
+    DEFAULT_LAYER = "embedding"
 
     def __init__(self, name: str = "birdnet", hop: float = WINDOW_SECONDS, threads: int | None = None, **kwargs):
         device = kwargs.pop("device", None)
         if device and torch.device(device).type != "cpu":
             raise ConfigError(f"{name} runs on the CPU only (TFLite); drop --device {device}")
         super().__init__(name, device="cpu", **kwargs)
-        self.layer = self.layer or "embedding"
         if self.layer not in BIRDNET_LAYERS:
             raise ConfigError(f"layer {self.layer!r} of {name}: choose embedding (1024-d) or scores (6522 classes)")
         if hop <= 0:

@@ -187,7 +187,6 @@ class ImageCNNExtractor(TorchExtractor):
             plot = PlotConfig(**{**plot.__dict__, "size": size})
         self.plot = plot
         super().__init__(name, duration=plot.duration, segment=plot.segment, **kwargs)
-        self.layer = self.layer or self.spec.default_layer
         self.sample_rate = plot.mel.sample_rate
         #: images per forward pass. On CPU, batches of a few images in the default memory format
         #: ran faster than large channels_last batches (activations stay in cache); on CUDA large
@@ -206,10 +205,19 @@ class ImageCNNExtractor(TorchExtractor):
         """Audio → one uint8 image [1, H, W, 3]."""
         return spectrogram_image(samples, self.plot)[None]
 
+    @property
+    def max_frequency(self) -> float:
+        """The mel bands' upper edge (``fmax``), Hz."""
+        return self.plot.mel.fmax or self.sample_rate / 2
+
     # --- network (main process) ---------------------------------------------------------------
     @classmethod
     def weights_names(cls, network: str) -> dict[str, str]:
         return {"imagenet": f"{network}-imagenet"}
+
+    @classmethod
+    def default_layer(cls, network: str) -> str | None:
+        return cls.SPECS[network].default_layer if network in cls.SPECS else None
 
     @property
     def checkpoint_hint(self) -> str:

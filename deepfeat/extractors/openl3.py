@@ -56,11 +56,12 @@ class OpenL3Extractor(TorchExtractor):
     #: -w name → registry entry
     WEIGHTS = {f"{c}_{r}": f"openl3-{c}_{r}" for c in CONTENT_TYPES for r in INPUT_REPRS}
     checkpoint_hint = "a torchopenl3 checkpoint"
+    DEFAULT_LAYER = "512"
 
     def __init__(self, name: str = "openl3", hop: float = 0.1, center: bool = True, input_repr: str | None = None,
                  content_type: str | None = None, batch_size: int = 32, **kwargs):
         super().__init__(name, **kwargs)
-        self.layer = str(self.layer or "512")
+        self.layer = str(self.layer)
         if self.layer not in {str(s) for s in EMBEDDING_SIZES}:
             raise ConfigError(f"layer {self.layer!r} of {name}: choose 512 or 6144 (embedding dimension)")
         if hop <= 0:

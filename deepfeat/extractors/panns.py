@@ -43,10 +43,10 @@ class PannsCnn14Extractor(TorchExtractor):
     sample_rate = 32000
     WEIGHTS = {"audioset": "panns_cnn14-audioset"}  #: -w name → registry entry
     checkpoint_hint = "a PANNs Cnn14 checkpoint (Cnn14_mAP=0.431.pth)"
+    DEFAULT_LAYER = "embedding"
 
     def __init__(self, name: str = "panns_cnn14", window: float = 10.0, batch_size: int = 8, **kwargs):
         super().__init__(name, **kwargs)
-        self.layer = self.layer or "embedding"
         if self.layer not in PANNS_LAYERS:
             raise ConfigError(f"layer {self.layer!r} of {name}: choose embedding (2048-d) or scores "
                               "(527 AudioSet class probabilities)")
