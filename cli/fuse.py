@@ -5,7 +5,8 @@ from __future__ import annotations
 import click
 
 from .options import (
-    LazyChoice, c_grid_option, fold_option, json_option, quiet_option, select_metric_option, show_run, svm_option,
+    LazyChoice, c_grid_option, fold_option, json_option, overwrite_run_option, quiet_option, select_metric_option,
+    show_run, svm_option,
 )
 
 
@@ -43,9 +44,11 @@ def _groups():
 @click.option("--normalise", type=click.Choice(["none", "standard", "softmax"]), default=None,
               help="stacking and mean: each system's scores as they are (none), z-scored (standard) or z-scored "
                    "then softmax (class probabilities). Default: softmax for stacking, standard for mean.")
+@overwrite_run_option
 @json_option
 @quiet_option
-def fuse(paths, fold, group, methods, run_dir, name, c_grid, kind, select_metric, normalise, as_json, quiet):
+def fuse(paths, fold, group, methods, run_dir, name, c_grid, kind, select_metric, normalise, overwrite, as_json,
+         quiet):
     """Late fusion of the scores.h5 files written by `deepfeat svm`, `crnn`, `finetune` (or `fuse`).
 
     The fusion is fitted on the development folds' out-of-fold scores only and scores the test
@@ -66,5 +69,5 @@ def fuse(paths, fold, group, methods, run_dir, name, c_grid, kind, select_metric
                               **normalised},
                  "mean": normalised}
     runs = [run_fusion(inputs, method=method, fold=fold, run_dir=run_dir, group=group, results_dir=results_dir,
-                       system=name, params=params_of.get(method, {})) for method in methods]
+                       system=name, params=params_of.get(method, {}), overwrite=overwrite) for method in methods]
     show_run(runs[0] if len(runs) == 1 else runs, as_json, quiet)

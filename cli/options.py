@@ -28,6 +28,10 @@ class FoldType(click.ParamType):
 fold_option = click.option("--fold", type=FoldType(), default=5, show_default=True,
                            help="Held-out test fold, or `evaluation` (a DCASE evaluation set read with its "
                                 "development set); the other folds form the development set.")
+overwrite_run_option = click.option(
+    "--overwrite", is_flag=True,
+    help="Replace a run of other inputs or settings in the run folder (refused otherwise; rerunning the same run "
+         "is allowed).")
 
 
 class LazyChoice(click.Choice):

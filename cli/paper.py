@@ -39,8 +39,10 @@ def _methods():
 @click.option("--dry-run", is_flag=True, help="Print the commands and what is already done; run nothing.")
 @select_metric_option
 @dataset_options
+@click.option("--overwrite", is_flag=True,
+              help="svm, crnn and fuse replace runs of other inputs or settings in their folders (refused otherwise).")
 def paper(data, fold, feature_sets, crnn_epochs, crnn_augment, methods, features_dir, results_root, device, dry_run,
-          select_metric, **dataset_kwargs):
+          select_metric, overwrite, **dataset_kwargs):
     """Run the paper's experiment on DATA end to end: extract every feature set, an SVM on each,
     the CRNN, every fusion group with every method, and the results table
     (RESULTS/<dataset>/README.md). Rerunning skips finished stages.
@@ -54,7 +56,8 @@ def paper(data, fold, feature_sets, crnn_epochs, crnn_augment, methods, features
                      n_folds=options["n_folds"], select_metric=select_metric,
                      features=tuple(FeatureSpec.parse(f) for f in feature_sets) or PAPER_FEATURES,
                      crnn_epochs=crnn_epochs or None, crnn_augment=crnn_augment, methods=methods,
-                     features_dir=Path(features_dir), results_root=Path(results_root), device=device)
+                     features_dir=Path(features_dir), results_root=Path(results_root), device=device,
+                     overwrite=overwrite)
     results_dir = run_experiment(exp, echo=click.echo, dry_run=dry_run)
     if not dry_run:
         click.echo(f"results table: {results_dir / 'README.md'}")

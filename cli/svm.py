@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import click
 
-from .options import c_grid_option, fold_option, json_option, quiet_option, select_metric_option, show_run, svm_option
+from .options import (
+    c_grid_option, fold_option, json_option, overwrite_run_option, quiet_option, select_metric_option, show_run,
+    svm_option,
+)
 
 
 @click.command("svm")
@@ -18,10 +21,13 @@ from .options import c_grid_option, fold_option, json_option, quiet_option, sele
               help="balanced: weight classes inversely to their frequency.")
 @select_metric_option
 @click.option("--per-window", is_flag=True, help="Windowed stores: score each window instead of pooling per clip.")
-@click.option("-j", "--jobs", type=int, default=None, help="Parallel SVM fits (default: CPU count, at most 4).")
+@click.option("-j", "--jobs", type=click.IntRange(min=1), default=None,
+              help="Parallel SVM fits (default: CPU count, at most 4).")
+@overwrite_run_option
 @json_option
 @quiet_option
-def svm(store, fold, cv, run_dir, kind, c_grid, class_weight, select_metric, per_window, jobs, as_json, quiet):
+def svm(store, fold, cv, run_dir, kind, c_grid, class_weight, select_metric, per_window, jobs, overwrite, as_json,
+        quiet):
     """Linear SVM on the feature STORE: C tuned by cross-validation over the development folds,
     refitted on all of them and scored on the test fold.
 
@@ -33,5 +39,5 @@ def svm(store, fold, cv, run_dir, kind, c_grid, class_weight, select_metric, per
 
     metrics = run_svm(store, fold=fold, cv=cv, run_dir=run_dir, kind=kind, c_grid=parse_c_grid(c_grid),
                       class_weight=None if class_weight == "none" else class_weight, per_window=per_window,
-                      select_metric=select_metric, n_jobs=jobs)
+                      select_metric=select_metric, n_jobs=jobs, overwrite=overwrite)
     show_run(metrics, as_json, quiet)

@@ -19,26 +19,62 @@ import numpy as np
 from .config import PlotConfig
 from .errors import ConfigError, StoreError
 from .evaluation import default_run_dir
+from .io import content_sha256
 from .protocol import ProtocolData, run
 from .store import FeatureSet, read_store
 from .svm import DEFAULT_C_GRID, MAX_KERNEL_ROWS, TunedSVM
 
 
 def system_name(fs: FeatureSet, prefix: str = "svm", per_window: bool = False) -> str:
-    """``<prefix>-<network>-<weights>[-<colormap>][-per-window]``, e.g.
-    ``svm-efficientnet_lite0-imagenet``; the colour map is named when it is not the default
-    (:class:`~deepfeat.config.PlotConfig`'s) and ``-per-window`` is added when a windowed store is
+    """``<prefix>-<network>-<weights>[-<settings>...][-per-window]``, e.g.
+    ``svm-efficientnet_lite0-imagenet`` for a store of the default settings: every setting of the
+    store that differs from the default (:func:`setting_tags`) is named, so stores of other
+    settings give runs of other names, and ``-per-window`` is added when a windowed store is
     scored per window."""
     weights = str(fs.attrs.get("weights") or "default")
     if os.sep in weights or weights.endswith((".pt", ".pth", ".ckpt", ".bin")):
         weights = Path(weights).stem
-    parts = [prefix, str(fs.attrs.get("network") or fs.name), weights]
-    colormap = ((fs.config.get("extractor") or {}).get("plot") or {}).get("colormap")
-    if colormap and colormap != PlotConfig().colormap:
-        parts.append(colormap)
+    parts = [prefix, str(fs.attrs.get("network") or fs.name), weights, *setting_tags(fs.config, fs.attrs)]
     if per_window and fs.windowed:
         parts.append("per-window")
     return "-".join(parts)
+
+
+def setting_tags(config: dict, attrs: dict) -> list[str]:
+    """Short names of a store's non-default settings, in a fixed order: layer (``layer-<name>``,
+    when the store records its network's default layer), colour map (``viridis``), mel window and
+    hop (a preset name, ``paper``, or ``win<ms>ms-hop<ms>ms``), ``<n>mels``, ``sr<Hz>``,
+    ``fmin<Hz>``/``fmax<Hz>``, ``clip<dB>dB``, renderer, interpolation, clip length (``<s>s``),
+    windows (``t<win>-<hop>s``) and seed (``seed<k>``)."""
+    from .config import MEL_PRESETS
+
+    extractor = config.get("extractor") or {}
+    plot, default = extractor.get("plot") or {}, PlotConfig()
+    mel, mel_default = plot.get("mel") or {}, default.mel
+
+    def changed(values: dict, name: str, standard) -> bool:
+        return name in values and values[name] != standard
+
+    tags = []
+    if attrs.get("default_layer") and str(attrs.get("layer")) != str(attrs["default_layer"]):
+        tags.append(f"layer-{attrs['layer']}")
+    if changed(plot, "colormap", default.colormap):
+        tags.append(str(plot["colormap"]))
+    if changed(mel, "window", mel_default.window) or changed(mel, "hop", mel_default.hop):
+        preset = next((k for k, v in MEL_PRESETS.items() if list(v) == [mel["window"], mel["hop"]]), None)
+        tags.append(preset or f"win{1000 * mel['window']:g}ms-hop{1000 * mel['hop']:g}ms")
+    for name, form in (("n_mels", "{}mels"), ("sample_rate", "sr{}"), ("fmin", "fmin{:g}"), ("fmax", "fmax{:g}"),
+                       ("clip_db", "clip{:g}dB")):
+        if changed(mel, name, getattr(mel_default, name)):
+            tags.append(form.format(mel[name]))
+    tags += [str(plot[name]) for name in ("renderer", "interpolation") if changed(plot, name, getattr(default, name))]
+    if extractor.get("duration") is not None:
+        tags.append(f"{extractor['duration']:g}s")
+    if extractor.get("segment"):
+        tags.append("t{:g}-{:g}s".format(*extractor["segment"]))
+    if extractor.get("seed"):
+        tags.append(f"seed{extractor['seed']}")
+    return tags
 
 
 def check_feature_set(fs: FeatureSet) -> None:
@@ -116,7 +152,7 @@ def default_jobs() -> int:
 
 def run_svm(store: str | Path, *, fold: int | str = 5, cv: bool = False, run_dir: str | Path | None = None,
             kind: str = "svc", class_weight: str | None = None, c_grid=DEFAULT_C_GRID, per_window: bool = False,
-            select_metric: str | None = None, n_jobs: int | None = None) -> dict:
+            select_metric: str | None = None, n_jobs: int | None = None, overwrite: bool = False) -> dict:
     """``deepfeat svm``: read ``store``, run the fold protocol with a :class:`TunedSVM` on test fold
     ``fold`` (or every fold in turn when ``cv``), write the run folder(s) and return the metrics.
 
@@ -138,6 +174,8 @@ def run_svm(store: str | Path, *, fold: int | str = 5, cv: bool = False, run_dir
         Windowed stores: score each window, not each clip.
     n_jobs : int, optional
         Parallel fits (default :func:`default_jobs`).
+    overwrite : bool
+        Replace a run of another store or other settings in ``run_dir`` (otherwise refused).
 
     Returns
     -------
@@ -153,7 +191,7 @@ def run_svm(store: str | Path, *, fold: int | str = 5, cv: bool = False, run_dir
                           f"with rows squared; limit {MAX_KERNEL_ROWS}); use --svm linearsvc")
     data = store_data(fs, per_window)
     select_metric = select_metric or data.primary_metric
-    provenance = {"store": str(Path(store)), "store_sha256": file_sha256(store),
+    provenance = {"store": str(Path(store).resolve()), "store_sha256": file_sha256(store),
                   **{key: fs.attrs.get(key) for key in ("dataset", "network", "layer", "weights")},
                   "svm": kind, "class_weight": class_weight, "select_metric": select_metric,
                   "n_features": int(fs.features.shape[1]),
@@ -164,6 +202,9 @@ def run_svm(store: str | Path, *, fold: int | str = 5, cv: bool = False, run_dir
     estimator = TunedSVM(Cs=c_grid, kind=kind, class_weight=class_weight, select_metric=select_metric,
                          n_jobs=default_jobs() if n_jobs is None else n_jobs)
     metrics = run(estimator, data, run_dir, system=system, fold=fold, cv=cv, provenance=provenance,
-                  score_config={"unit": data.units.kind, "store": str(fs.path), "store_sha256": provenance["store_sha256"],
-                                "store_config": fs.config})
+                  score_config={"unit": data.units.kind, "store": provenance["store"],
+                                "store_sha256": provenance["store_sha256"], "store_config": fs.config},
+                  inputs={"store_content_sha256": content_sha256(fs.features, fs.ids.astype(str), fs.labels, fs.folds,
+                                                                 fs.window_starts, fs.config)},
+                  overwrite=overwrite)
     return {"system": system, **metrics, "run_dir": metrics.get("run_dir", str(run_dir))}

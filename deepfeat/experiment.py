@@ -16,6 +16,10 @@ earlier group, is skipped) with every method → ``report``. Re-running skips wh
 * fuse: skipped when ``metrics.json["fusion"]`` equals the configuration the run would have
   (method, parameters, group and each input's scores checksum: a re-run input re-fuses).
 
+A stage that is not skipped reruns in its run folder; when that folder holds a run of other
+inputs or settings (e.g. made by hand, or before a store was re-extracted), the stage refuses
+(:func:`deepfeat.protocol.claim_run_dir`) unless the experiment is run with ``overwrite``.
+
 Outputs: ``features/<dataset>-<network>[-<weights>].h5`` and ``results/<dataset>/<system>/``.
 """
 from __future__ import annotations
@@ -90,6 +94,7 @@ class Experiment:
     dataset_name: str | None = None
     n_folds: int | None = None
     select_metric: str | None = None
+    overwrite: bool = False  #: svm, crnn and fuse replace runs of other inputs or settings in their folders
     dataset: str = field(init=False, default="")
     manifest_sha256: str = field(init=False, default="")
 
@@ -127,19 +132,21 @@ class Stages:
     def svm(self, store: Path, run_dir: Path) -> None:
         from .classify import run_svm
 
-        run_svm(store, fold=self.exp.fold, run_dir=run_dir, select_metric=self.exp.select_metric)
+        run_svm(store, fold=self.exp.fold, run_dir=run_dir, select_metric=self.exp.select_metric,
+                overwrite=self.exp.overwrite)
 
     def crnn(self, run_dir: Path) -> None:
         from .crnn import run_crnn
 
         run_crnn(self.exp.manifest(), run_dir, test_fold=self.exp.fold, classifier=crnn_classifier(self.exp),
-                 device=self.exp.device, progress=False, select_metric=self.exp.select_metric)
+                 device=self.exp.device, progress=False, select_metric=self.exp.select_metric,
+                 overwrite=self.exp.overwrite)
 
     def fuse(self, paths: list[Path], method: str, group: str, run_dir: Path) -> None:
         from .fusion import run_fusion
 
         run_fusion(paths, method=method, fold=self.exp.fold, run_dir=run_dir, group=group,
-                   params=self.exp.fusion_params(method))
+                   params=self.exp.fusion_params(method), overwrite=self.exp.overwrite)
 
     def report(self, results_dir: Path) -> None:
         from .report import write_report
@@ -230,9 +237,9 @@ def fuse_done(run_dir: Path, expected: dict) -> str | None:
 Echo = Callable[[str], None]
 
 
-def _step(echo: Echo, dry_run: bool, command: list[str], action: Callable[[], None]) -> None:
+def _step(echo: Echo, dry_run: bool, command: list[str], action: Callable[[], None], overwrite: bool = False) -> None:
     """Print ``deepfeat COMMAND`` (what the step amounts to), then run ``action`` unless ``dry_run``."""
-    echo("+ deepfeat " + " ".join(command))
+    echo("+ deepfeat " + " ".join(command + (["--overwrite"] if overwrite else [])))
     if not dry_run:
         action()
 
@@ -266,7 +273,7 @@ def _svm_all(exp: Experiment, stages: Stages, stores: list[Path], echo: Echo, dr
             continue
         _step(echo, dry_run, ["svm", str(store), "--fold", str(exp.fold), "--select-metric", exp.select_metric,
                               "-o", str(run_dir), "-q"],
-              lambda store=store, run_dir=run_dir: stages.svm(store, run_dir))
+              lambda store=store, run_dir=run_dir: stages.svm(store, run_dir), exp.overwrite)
     return planned
 
 
@@ -281,7 +288,7 @@ def _crnn(exp: Experiment, stages: Stages, echo: Echo, dry_run: bool) -> Path:
     _step(echo, dry_run, ["crnn", str(exp.data), *exp.data_args(), "--fold", str(exp.fold), "-o", str(run_dir),
                           "--epochs", str(exp.crnn_epochs), "--augment", exp.crnn_augment,
                           "--select-metric", exp.select_metric, "-q", *device],
-          lambda: stages.crnn(run_dir))
+          lambda: stages.crnn(run_dir), exp.overwrite)
     return run_dir
 
 
@@ -319,7 +326,7 @@ def _fuse_groups(exp: Experiment, stages: Stages, singles: list[Path], results_d
             _step(echo, dry_run, ["fuse", "--group", group, *map(str, paths), "-m", method, "--fold", str(exp.fold),
                                   *metric, "-o", str(run_dir), "-q"],
                   lambda paths=paths, method=method, group=group, run_dir=run_dir:
-                  stages.fuse(paths, method, group, run_dir))
+                  stages.fuse(paths, method, group, run_dir), exp.overwrite)
     return planned
 
 

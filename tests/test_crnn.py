@@ -13,7 +13,7 @@ from deepfeat.crnn import (ARCHITECTURES, CRNN, CRNN_TRAINING, CRNNArchitecture,
                            run_crnn, system_name)
 from deepfeat.training.config import TrainConfig
 from deepfeat.datasets import load_manifest
-from deepfeat.errors import ConfigError
+from deepfeat.errors import ConfigError, StoreError
 from deepfeat.mel_cache import ORIGINAL, ensure_mel_cache, read_mels
 from deepfeat.scores import read_scores
 
@@ -332,7 +332,7 @@ def test_rerun_reuses_the_finished_trainings(run, manifest, cached):
 
 def test_rerun_with_another_config_is_refused(run, manifest, cached):
     run_dir, _, config = run
-    with pytest.raises(ConfigError, match="different training"):
+    with pytest.raises(StoreError, match=r"run: holds a run of other inputs or settings \(params.epochs: 2 -> 3\)"):
         run_crnn(manifest, run_dir, test_fold=5, classifier=_classifier(epochs=3, augment=config.augment), mel=MEL,
                  duration=1.0, mel_cache=cached, workers=1, progress=False)
 

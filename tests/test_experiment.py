@@ -140,16 +140,30 @@ def test_a_changed_store_reruns_its_svm_and_the_fusions_using_it(finished):
     exp, runner = finished
     store = FEATURES[2].store(exp.features_dir, "demo")
     runner.write_store(store, "resnet50", "none", seed=1)  # as if re-extracted
-    run_experiment(exp, stages=runner, echo=lambda _: None)
+    with pytest.raises(DeepfeatError, match="svm-resnet50-none: holds a run of other inputs.*--overwrite"):
+        run_experiment(exp, stages=runner, echo=lambda _: None)  # the old run is not replaced silently
+    runner.calls.clear()
+    exp.overwrite = True
+    lines = []
+    run_experiment(exp, stages=runner, echo=lines.append)
     svm_calls = [c for c in runner.calls if c[0] == "svm"]
     assert [c[1] for c in svm_calls] == [str(store)]
+    assert any(line.startswith("+ deepfeat svm") and line.endswith("--overwrite") for line in lines)
     fused_groups = sorted({c[1] for c in runner.calls if c[0] == "fuse"})
     assert fused_groups == ["all", "crnn+image", "image", "image+audio", "untrained"]  # every group holds resnet50
 
 
+def test_a_stage_interrupted_before_its_metrics_reruns_without_overwrite(finished):
+    exp, runner = finished
+    run_dir = exp.results_root / "demo" / "svm-resnet50-none"
+    (run_dir / "metrics.json").unlink()  # killed after scores.h5, before metrics.json: same inputs again
+    run_experiment(exp, stages=runner, echo=lambda _: None)
+    assert [c[0] for c in runner.calls if c[0] == "svm"] == ["svm"] and (run_dir / "metrics.json").is_file()
+
+
 def test_changed_crnn_settings_rerun_the_crnn_and_its_fusions(finished):
     exp, runner = finished
-    exp.crnn_epochs = 3
+    exp.crnn_epochs, exp.overwrite = 3, True  # the fusions of the old CRNN scores are replaced
     run_experiment(exp, stages=runner, echo=lambda _: None)
     assert _stages(runner.calls).count("crnn") == 1 and _stages(runner.calls).count("svm") == 0
     assert sorted({c[1] for c in runner.calls if c[0] == "fuse"}) == ["all", "crnn+image"]

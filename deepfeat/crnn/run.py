@@ -86,7 +86,8 @@ def run_crnn(manifest: Manifest, run_dir: str | Path, *, test_fold: int | str = 
 
     ``run_dir`` receives what :func:`deepfeat.protocol.run` writes (metrics.json, scores.h5,
     confusion matrix, model.pt + model.json), ``training.json`` (per-epoch loss of each training)
-    and ``checkpoints/`` (resume state; ``overwrite`` starts again). The mel cache defaults to
+    and ``checkpoints/`` (resume state; ``overwrite`` starts again, and replaces a run of other
+    data or settings in ``run_dir``, which is otherwise refused). The mel cache defaults to
     :func:`~deepfeat.mel_cache.default_mel_cache`. ``threads``: torch CPU threads while training
     (the small convolutions gain little from more; None: torch's default). ``test_fold``: a fold
     number or ``"evaluation"``. ``select_metric`` (None: the dataset's primary metric) is recorded
@@ -130,4 +131,5 @@ def run_crnn(manifest: Manifest, run_dir: str | Path, *, test_fold: int | str = 
                                "python": platform.python_version()}}
     with torch_threads(threads):
         return run(estimator, data, run_dir, system=system, fold=test_fold, provenance=provenance,
-                   score_config={"model": "crnn", **run_config}, checkpoints=True, on_result=finish)
+                   score_config={"model": "crnn", **run_config}, checkpoints=True, on_result=finish,
+                   inputs={"manifest_sha256": run_config["manifest_sha256"]}, overwrite=overwrite)

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError, StoreError
+from ..io import content_sha256
 from ..scores import Scores, read_scores
 from .estimators import fusion_params, make_fusion
 
@@ -127,7 +128,8 @@ def fusion_config(paths: list[str | Path], systems: list[str], method: str, para
     from ..weights import file_sha256
 
     return {"method": method, "params": fusion_params(method, params), "group": group,
-            "inputs": [{"system": s, "path": str(p), "sha256": file_sha256(p)} for p, s in zip(paths, systems)]}
+            "inputs": [{"system": s, "path": str(Path(p).resolve()), "sha256": file_sha256(p)}
+                       for p, s in zip(paths, systems)]}
 
 
 def fusion_data(inputs: list[Scores]):
@@ -170,7 +172,7 @@ def fusion_params_for(method: str, params: dict | None, primary_metric: str) -> 
 
 def run_fusion(paths: list[str | Path], *, method: str = "stacking", fold: int | str | None = 5,
                run_dir: str | Path | None = None, group: str | None = None, results_dir: str | Path | None = None,
-               system: str | None = None, params: dict | None = None) -> dict:
+               system: str | None = None, params: dict | None = None, overwrite: bool = False) -> dict:
     """``deepfeat fuse``: read and align the scores files, fuse them with ``method`` under the fold
     protocol, write the run folder and return its metrics.
 
@@ -190,6 +192,8 @@ def run_fusion(paths: list[str | Path], *, method: str = "stacking", fold: int |
     params : dict, optional
         Parameters of the fusion estimator; a stacking fusion without ``select_metric`` tunes for
         the dataset's primary metric (recorded in the scores files).
+    overwrite : bool
+        Replace a run of other inputs or settings in ``run_dir`` (otherwise refused).
     """
     from ..evaluation import default_run_dir
     from ..protocol import resolve_test_fold, run
@@ -214,5 +218,9 @@ def run_fusion(paths: list[str | Path], *, method: str = "stacking", fold: int |
     provenance = {"dataset": dataset, "systems": systems, "method": method, "fusion": config,
                   "select_metric": params.get("select_metric"),
                   "n_features": len(systems) * len(inputs[0].label_names)}
+    identity = {"scores": [{"system": s.system, "content_sha256": content_sha256(
+        s.ids.astype(str), s.folds, s.labels, s.scores, s.label_names, s.test_fold, s.score_kind)} for s in inputs],
+        "group": group}
     return run(estimator, fusion_data(inputs), run_dir, system=system, fold=inputs[0].test_fold,
-               provenance=provenance, score_config={"fusion": config, "dataset": dataset})
+               provenance=provenance, score_config={"fusion": config, "dataset": dataset}, inputs=identity,
+               overwrite=overwrite)
