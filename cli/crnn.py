@@ -26,7 +26,7 @@ from .options import (
 @training_options(lambda: CRNN_TRAINING)
 @click.option("--validation-fraction", type=float, default=0.0, show_default=True,
               help="Inner validation split of the training clips (early stopping, best epoch); 0: none.")
-@click.option("--duration", type=float, default=DEFAULT_DURATION, show_default=True,
+@click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=DEFAULT_DURATION, show_default=True,
               help="Pad or crop every clip to this, seconds.")
 @click.option("--clip-db", type=float, default=CRNN_MEL.clip_db, show_default=True, help="Mel floor below the maximum, dB.")
 @click.option("--window", type=float, default=CRNN_MEL.window, show_default=True, help="Mel window length, seconds.")
@@ -36,11 +36,13 @@ from .options import (
               help="Resample to this rate, Hz.")
 @click.option("--mel-cache", default=None, type=click.Path(dir_okay=False),
               help="HDF5 mel cache (default: features/<dataset>-crnn-mels-<hash>.h5, one per mel setting).")
-@click.option("--workers", type=int, default=None, help="Processes computing mels (default: CPU count, at most 4).")
+@click.option("--workers", type=click.IntRange(min=0), default=None,
+              help="Processes computing mels (default: CPU count, at most 4).")
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 ... (default: CUDA when available).")
-@click.option("--threads", type=int, default=1, show_default=True,
+@click.option("--threads", type=click.IntRange(min=0), default=1, show_default=True,
               help="CPU threads for torch; 0: one per core. The small convolutions gain little from threads.")
-@click.option("--overwrite", is_flag=True, help="Start the trainings again (and replace a mismatched mel cache).")
+@click.option("--overwrite", is_flag=True, help="Start the trainings again, replacing a run of other data or settings "
+                                               "in the run folder (and a mismatched mel cache).")
 @select_metric_option
 @dataset_options
 @json_option

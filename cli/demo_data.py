@@ -15,9 +15,11 @@ def _layouts():
 @click.option("--layout", type=LazyChoice(_layouts), default="esc50", show_default=True,
               help="Whose layout to copy: esc50, dcase2017 (development + evaluation set), dcase2018 (4-channel "
                    "development + evaluation set), gtzan.")
-@click.option("--clips-per-class", type=int, default=10, show_default=True)
-@click.option("--duration", type=float, default=2.0, show_default=True, help="Clip length, seconds.")
-@click.option("--sample-rate", type=int, default=None, help="Hz (default: the layout's own, e.g. 16000 for dcase2018).")
+@click.option("--clips-per-class", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=2.0, show_default=True,
+              help="Clip length, seconds.")
+@click.option("--sample-rate", type=click.IntRange(min=1), default=None,
+              help="Hz (default: the layout's own, e.g. 16000 for dcase2018).")
 @click.option("--seed", type=int, default=0, show_default=True)
 def demo_data(out, layout, clips_per_class, duration, sample_rate, seed):
     """Write a small deterministic synthetic dataset (5 classes built from tones, sweeps, noise

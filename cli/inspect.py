@@ -9,7 +9,7 @@ from .options import json_option
 
 
 @click.command("inspect")
-@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@click.argument("path", type=click.Path(dir_okay=False))
 @json_option
 def inspect_store(path, as_json):
     """Summarise the HDF5 feature store PATH: shape, network, classes, folds, skipped clips, config."""

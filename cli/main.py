@@ -75,6 +75,10 @@ def main(argv=None) -> None:
     except click.ClickException as e:
         e.show()
         sys.exit(e.exit_code)
+    except OSError as e:  # the file system refused (permissions, full disk, a folder where a file should be)
+        where = f"{e.filename}: " if e.filename else ""
+        click.echo(f"Error: {where}{e.strerror or e}; check the path, its permissions and the free space", err=True)
+        sys.exit(2)
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
 
