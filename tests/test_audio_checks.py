@@ -39,8 +39,9 @@ def test_a_file_cut_in_half_warns_naming_it_and_both_lengths(tmp_path, ext, fmt,
         warnings.simplefilter("error")  # the whole file: no warning
         whole, _ = load_audio(path)
     assert len(whole) == 4 * RATE
-    with pytest.warns(audio.TruncatedAudioWarning) as caught:
+    with pytest.warns(UserWarning, match="cut short") as caught:
         samples, rate = load_audio(cut_in_half(path))
+    assert caught[0].category.__name__ == "TruncatedAudioWarning"
     message = str(caught[0].message)
     assert str(path) in message and "cut short" in message and "\n" not in message
     assert rate == RATE and 0 < len(samples) < 3 * RATE  # what could be decoded is returned
@@ -52,7 +53,7 @@ def test_a_few_missing_bytes_at_the_end_of_a_wav_are_noticed(tmp_path):
     path = tmp_path / "t.wav"
     sf.write(path, noise(1.0), RATE, subtype="PCM_16")
     path.write_bytes(path.read_bytes()[:-200])
-    with pytest.warns(audio.TruncatedAudioWarning, match=r"decoded 0.99 s of the 1.00 s"):
+    with pytest.warns(UserWarning, match=r"cut short: decoded 0.99 s of the 1.00 s"):
         load_audio(path)
 
 

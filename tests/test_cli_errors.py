@@ -23,8 +23,9 @@ def files(demo_dir, tmp_path_factory):
     store = write_store(root / "store.h5", blobs(n_classes=2, per_cell=2))
     run_svm(store, run_dir=root / "results" / "svm", n_jobs=1)
     (root / "plain.txt").write_text("not a folder")
-    with StoreWriter(root / "unfinished.h5", {"toy": True}, ["a"], 2) as w:
-        w.commit(np.ones((1, 2), np.float32), ["x"], [0], [1], clips_done=1)
+    w = StoreWriter(root / "unfinished.h5", {"toy": True}, ["a"], 2)
+    w.commit(np.ones((1, 2), np.float32), ["x"], [0], [1], clips_done=1)
+    w.close()  # as if killed: the journal stays
     return {"demo": demo_dir, "store": store, "scores": root / "results" / "svm" / "scores.h5",
             "results": root / "results", "plain": root / "plain.txt", "unfinished": root / "unfinished.h5",
             "blocked": root / "plain.txt" / "out"}  # a path whose parent folder is a file

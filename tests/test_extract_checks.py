@@ -52,16 +52,16 @@ def uneven_dataset(tmp_path):
 def test_clips_cut_short_are_kept_with_a_warning_in_the_store_and_log(uneven_dataset, loaded, tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="deepfeat.extract"):
         out = extract_features(load_manifest(uneven_dataset), loaded, tmp_path / "u.h5", workers=0, progress=False)
-    fs = read_store(out)
-    assert sorted(fs.ids) == ["a/low", "a/whole", "b/cut_ogg", "b/cut_wav", "b/whole"]  # cut clips are kept
-    assert sorted(dict(fs.warnings)) == ["b/cut_ogg", "b/cut_wav"]
-    assert all("cut short" in reason and str(uneven_dataset / "b") in reason for _, reason in fs.warnings)
-    assert fs.skipped == []
     log = Path(str(out) + ".log").read_text()
     assert log.count("with a warning:") == 2 and "cut short" in log
     # the 8 kHz clip, once, with its count
     assert log.count("sampled at 8000 Hz (1)") == 1 and "--fmax auto" in log
     assert "1 of 5 clips are sampled at 8000 Hz (1)" in caplog.text
+    fs = read_store(out)
+    assert sorted(fs.ids) == ["a/low", "a/whole", "b/cut_ogg", "b/cut_wav", "b/whole"]  # cut clips are kept
+    assert sorted(dict(fs.warnings)) == ["b/cut_ogg", "b/cut_wav"]
+    assert all("cut short" in reason and str(uneven_dataset / "b") in reason for _, reason in fs.warnings)
+    assert fs.skipped == []
     lines = "\n".join(summary_lines(summarise_store(out)))
     assert "warnings: 2" in lines and "cut short" in lines
 
@@ -96,6 +96,16 @@ def test_fmax_auto_is_the_lowest_native_nyquist(uneven_dataset):
     assert Fmax().convert("auto", None, None) == "auto" and Fmax().convert("8000", None, None) == 8000.0
     with pytest.raises(click.BadParameter, match="neither a positive frequency in Hz nor auto"):
         Fmax().convert("-5", None, None)
+
+
+def test_plot_with_fmax_auto(uneven_dataset, tmp_path, capsys):
+    from PIL import Image
+
+    from deepfeat.cli.main import main
+
+    main(["plot", str(uneven_dataset), "-o", str(tmp_path / "png"), "--fmax", "auto", "-sr", "16000", "--limit", "2"])
+    images = sorted((tmp_path / "png").rglob("*.png"))
+    assert len(images) == 2 and Image.open(images[0]).size == (224, 224)
 
 
 def test_fmax_auto_makes_a_low_rate_clip_fill_the_image(tmp_path):
