@@ -4,11 +4,11 @@ file, never in another exception. Sized to run in well under a minute."""
 from __future__ import annotations
 
 import struct
-import tempfile
 import warnings
 from pathlib import Path
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -17,13 +17,17 @@ from deepfeat.errors import AudioError
 
 FUZZ = settings(max_examples=150, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-_DIR = Path(tempfile.mkdtemp(prefix="deepfeat-fuzz-"))
 
 
-def check_load(data: bytes, suffix: str, sample_rate: int | None = None) -> None:
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("fuzz")
+
+
+def check_load(folder: Path, data: bytes, suffix: str, sample_rate: int | None = None) -> None:
     """``load_audio`` on a file holding ``data``: audio that honours the loader's promises, or one
     AudioError line naming the file."""
-    path = _DIR / f"fuzz{suffix}"
+    path = folder / f"fuzz{suffix}"
     path.write_bytes(data)
     try:
         with warnings.catch_warnings():
@@ -40,8 +44,8 @@ def check_load(data: bytes, suffix: str, sample_rate: int | None = None) -> None
 
 @FUZZ
 @given(data=st.binary(max_size=2048), suffix=st.sampled_from([".wav", ".ogg", ".flac", ".mp3", ".bin"]))
-def test_random_bytes(data, suffix):
-    check_load(data, suffix)
+def test_random_bytes(folder, data, suffix):
+    check_load(folder, data, suffix)
 
 
 def riff(fmt: bytes, payload: bytes, data_size: int | None, extra: bytes) -> bytes:
@@ -77,19 +81,14 @@ def wav_files(draw) -> bytes:
 
 @settings(FUZZ, max_examples=400)
 @given(data=wav_files(), resample_to=st.sampled_from([None, 16000]))
-def test_random_wav_headers(data, resample_to):
-    check_load(data, ".wav", resample_to)
+def test_random_wav_headers(folder, data, resample_to):
+    check_load(folder, data, ".wav", resample_to)
 
 
-def test_the_wav_strategy_makes_decodable_files():
-    """The WAV strategy is a real test: its plausible corner decodes (16-bit PCM mono, honest size)."""
+def test_the_wav_builder_makes_decodable_files(folder):
+    """The WAV files are real ones: their plausible corner decodes (16-bit PCM mono, honest size)."""
     fmt = struct.pack("<HHIIHH", 1, 1, 16000, 32000, 2, 16)
     payload = (np.sin(np.arange(1600) / 5) * 8000).astype("<i2").tobytes()
-    samples, rate = load_audio(_write(riff(fmt, payload, None, b"")))
+    (folder / "plain.wav").write_bytes(riff(fmt, payload, None, b""))
+    samples, rate = load_audio(folder / "plain.wav")
     assert rate == 16000 and samples.shape == (1600,)
-
-
-def _write(data: bytes) -> Path:
-    path = _DIR / "plain.wav"
-    path.write_bytes(data)
-    return path
