@@ -52,7 +52,8 @@ def _blocks(value: str) -> int | None:
 @click.option("--workers", type=int, default=None, help="Front-end worker processes (default: CPU count, at most 4).")
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 ... (default: CUDA when available).")
 @click.option("--threads", type=int, default=None, help="CPU threads for torch (default: torch's).")
-@click.option("--overwrite", is_flag=True, help="Start the trainings again.")
+@click.option("--overwrite", is_flag=True, help="Start the trainings again, replacing a run of other data or settings "
+                                               "in the run folder.")
 @plot_options
 @json_option
 @quiet_option

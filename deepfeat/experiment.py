@@ -18,7 +18,7 @@ earlier group, is skipped) with every method → ``report``. Re-running skips wh
 
 A stage that is not skipped reruns in its run folder; when that folder holds a run of other
 inputs or settings (e.g. made by hand, or before a store was re-extracted), the stage refuses
-(:func:`deepfeat.protocol.claim_run_dir`) unless the experiment is run with ``overwrite``.
+(:func:`deepfeat.runs.claim_run_dir`) unless the experiment is run with ``overwrite``.
 
 Outputs: ``features/<dataset>-<network>[-<weights>].h5`` and ``results/<dataset>/<system>/``.
 """

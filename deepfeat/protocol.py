@@ -31,18 +31,14 @@ the chosen C and the CV table). Fit parameters ``groups``, ``clips`` and ``check
 path for resumable training) are passed to estimators whose ``fit`` accepts them.
 
 Run folders are never overwritten silently: :func:`run` records what a run is of (its inputs'
-checksums, the estimator and its parameters, the test folds: :func:`run_identity`) in
-``run.json`` before it starts, and refuses a folder holding a run of anything else unless asked
-to overwrite it. Rerunning the same run (to resume, or again) is not an overwrite.
+checksums, the estimator and its parameters, the test folds: :func:`deepfeat.runs.run_identity`)
+in ``run.json`` before it starts, and refuses a folder holding a run of anything else unless
+asked to overwrite it. Rerunning the same run (to resume, or again) is not an overwrite.
 """
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import inspect
-import json
 import logging
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,7 +48,7 @@ from sklearn.base import clone
 
 from .errors import ConfigError, StoreError
 from .evaluation import SCORE_NAMES, classification_metrics, development_folds, summarise_folds, write_run
-from .io import content_sha256, jsonable, write_json
+from .io import write_json
 from .scores import Scores
 
 log = logging.getLogger("deepfeat.protocol")
@@ -315,71 +311,6 @@ def chosen_test_folds(data: ProtocolData, fold: int | str | None, cv: bool) -> l
     return [resolve_test_fold(fold, data.evaluation_folds, data.source)]
 
 
-#: Estimator parameters that change how a run computes, not what: left out of its identity.
-EXECUTION_PARAMS = frozenset({"n_jobs", "device", "progress", "verbose"})
-RUN_FILE = "run.json"  #: a run folder's identity (:func:`run_identity`)
-
-
-def _plain(value):
-    """``value`` with dataclasses as dicts and numpy values as Python ones (JSON-able)."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return _plain(dataclasses.asdict(value))
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return jsonable(value)
-
-
-def run_identity(estimator, data: ProtocolData, test_folds: list[int], inputs: dict | None = None) -> dict:
-    """What a run is of: ``inputs`` (the stage's: checksums of its store, scores files or dataset
-    manifest), the data's units, labels and folds (as a checksum), the estimator's class and
-    parameters (less :data:`EXECUTION_PARAMS`) and the test folds; ``sha256`` digests them all."""
-    units = data.units
-    data_sha256 = content_sha256(np.asarray(units.ids).astype(str), units.labels, units.folds, data.label_names,
-                                 list(data.evaluation_folds))
-    params = {k: v for k, v in estimator.get_params(deep=False).items() if k not in EXECUTION_PARAMS}
-    content = _plain({"inputs": inputs or {}, "data_sha256": data_sha256, "unit": units.kind,
-                      "estimator": type(estimator).__name__, "params": params, "test_folds": list(test_folds)})
-    text = json.dumps(content, sort_keys=True, default=repr)
-    return {"sha256": hashlib.sha256(text.encode()).hexdigest(), **json.loads(text)}
-
-
-def _without_digest(identity: dict) -> dict:
-    return {k: v for k, v in identity.items() if k != "sha256"}
-
-
-def claim_run_dir(run_dir: str | Path, identity: dict, overwrite: bool = False) -> None:
-    """Record ``identity`` (:func:`run_identity`) as ``run_dir/run.json``.
-
-    Raises :class:`StoreError` when ``run_dir`` holds a run of another identity, unless
-    ``overwrite`` (its ``checkpoints/`` folders are then removed, so nothing of it is resumed).
-    A run folder from before identities were recorded is replaced with a logged warning.
-    """
-    from .store import describe_difference
-
-    run_dir = Path(run_dir)
-    held = [run_dir / name for name in ("metrics.json", "cv_metrics.json", "checkpoints")] + \
-        list(run_dir.glob("fold-*/metrics.json")) + list(run_dir.glob("fold-*/checkpoints"))
-    held = any(p.exists() for p in held)  # results or resumable state, not only a run.json
-    try:
-        old = json.loads((run_dir / RUN_FILE).read_text())
-    except FileNotFoundError:
-        old = None
-        if held:
-            log.warning("%s: replacing a run that recorded no identity of its inputs (an earlier deepfeat's)", run_dir)
-    except (OSError, ValueError):
-        old = {"sha256": "unreadable"}
-    if held and old is not None and old.get("sha256") != identity["sha256"]:
-        if not overwrite:
-            difference = describe_difference(_without_digest(old), _without_digest(identity))
-            raise StoreError(f"{run_dir}: holds a run of other inputs or settings ({difference}); pass --overwrite "
-                             "to replace it, or write this run to another folder (-o)")
-        for stale in [run_dir / "checkpoints", *run_dir.glob("fold-*/checkpoints")]:
-            shutil.rmtree(stale, ignore_errors=True)
-    write_json(run_dir / RUN_FILE, identity)
-
-
 def run(estimator, data: ProtocolData, run_dir: str | Path, *, system: str, fold: int | str | None = 5,
         cv: bool = False, provenance: dict | None = None, score_config: dict | None = None,
         checkpoints: bool = False, on_result=None, inputs: dict | None = None, overwrite: bool = False) -> dict:
@@ -392,10 +323,13 @@ def run(estimator, data: ProtocolData, run_dir: str | Path, *, system: str, fold
     ``checkpoints``: resumable estimators checkpoint under ``<run folder>/checkpoints/``.
     ``on_result(result, fold_dir)`` is called before each fold's run is written (a stage adds its
     own files or metrics there). With ``cv``, ``run_dir/cv_metrics.json`` holds mean ± std over
-    test folds. ``inputs`` identifies the stage's input data (:func:`run_identity`); a ``run_dir``
-    holding a run of another identity is refused unless ``overwrite`` (:func:`claim_run_dir`).
+    test folds. ``inputs`` identifies the stage's input data (:func:`~deepfeat.runs.run_identity`);
+    a ``run_dir`` holding a run of another identity is refused unless ``overwrite``
+    (:func:`~deepfeat.runs.claim_run_dir`).
     Returns the metrics (the summary with ``cv``).
     """
+    from .runs import claim_run_dir, run_identity
+
     t0 = time.perf_counter()
     run_dir = Path(run_dir)
     test_folds = chosen_test_folds(data, fold, cv)

@@ -78,7 +78,7 @@ def test_overwrite_drops_the_checkpoints_of_the_replaced_run(tmp_path):
 def test_a_run_from_before_identities_is_replaced_with_a_warning(tmp_path, caplog):
     (tmp_path / "r").mkdir()
     (tmp_path / "r" / "metrics.json").write_text("{}")
-    with caplog.at_level(logging.WARNING, logger="deepfeat.protocol"):
+    with caplog.at_level(logging.WARNING, logger="deepfeat.runs"):
         run(TunedSVM(Cs=(1.0,), n_jobs=1), _data(), tmp_path / "r", system="s", fold=5)
     assert "recorded no identity of its inputs" in caplog.text and (tmp_path / "r" / "run.json").exists()
 

@@ -158,4 +158,5 @@ def run_finetune(manifest: Manifest, run_dir: str | Path, *, test_fold: int = 5,
         score_config = {"model": "finetune", "network": classifier.network, "weights": classifier.weights,
                         "dataset": manifest.name, "store_config": fs.config, "ensemble": ensemble}
         return run(estimator, data, run_dir, system=system, fold=test_fold, provenance=provenance,
-                   score_config=score_config, checkpoints=True, on_result=lambda r, d: _finish(r, d, data))
+                   score_config=score_config, checkpoints=True, on_result=lambda r, d: _finish(r, d, data),
+                   inputs={"store_config": fs.config}, overwrite=overwrite)
