@@ -16,7 +16,7 @@ Layout (``format = "deepfeat.features"``, ``format_version = 1``):
 ``warnings/reasons``   str [W]             ... and what it was
 =====================  ==================  ==============================================
 
-A clip's rows are contiguous and differ in window start (:func:`check_rows`).
+A clip's rows are contiguous and differ in window start or channel (:func:`check_rows`).
 
 Attributes: ``config`` (canonical JSON of the full extraction configuration), ``network``,
 ``layer``, ``weights``, ``weights_sha256``, ``dataset``, ``manifest_sha256``, ``versions``
@@ -182,53 +182,6 @@ def check_rows(path: str | Path, ids, keys: dict | None = None) -> None:
         raise StoreError(f"{path}: clip {str(ids[row])!r} has more than one row{where}; {fix}")
 
 
-def summarise_store(path: str | Path) -> dict:
-    """What ``deepfeat inspect`` shows of a feature store, as a plain (JSON-able) dict: shape,
-    network, weights, classes and folds (counts), skipped clips, feature statistics, timings, config."""
-    fs = read_store(path)
-    per_class = {name: int((fs.labels == i).sum()) for i, name in enumerate(fs.label_names)}
-    per_fold = {int(k): int(v) for k, v in zip(*np.unique(fs.folds, return_counts=True))}
-    return {
-        "file": str(path), "rows": int(fs.features.shape[0]), "dim": int(fs.features.shape[1]),
-        "clips": int(len(set(fs.ids))), "windowed": fs.windowed, "network": fs.attrs.get("network"),
-        "channels": None if fs.channels is None else sorted(int(c) for c in np.unique(fs.channels)),
-        "layer": fs.attrs.get("layer"), "weights": fs.attrs.get("weights"),
-        "weights_sha256": fs.attrs.get("weights_sha256") or None, "dataset": fs.attrs.get("dataset"),
-        "classes": per_class, "folds": per_fold, "skipped": [{"id": i, "reason": r} for i, r in fs.skipped],
-        "warnings": [{"id": i, "reason": r} for i, r in fs.warnings],
-        "finite": bool(np.isfinite(fs.features).all()),
-        "feature_mean": float(fs.features.mean()), "feature_std": float(fs.features.std()),
-        "extract_seconds": fs.attrs.get("extract_seconds"), "device": fs.attrs.get("device"),
-        "config": fs.config,
-    }
-
-
-def summary_lines(s: dict) -> list[str]:
-    """:func:`summarise_store`'s dict as the lines ``deepfeat inspect`` prints."""
-    lines = [f"{s['file']}: {s['rows']} rows x {s['dim']} features ({s['clips']} clips"
-             f"{', windowed' if s['windowed'] else ''}"
-             f"{', channels ' + ','.join(map(str, s['channels'])) if s.get('channels') else ''}), "
-             f"all finite: {s['finite']}",
-             f"  network {s['network']}  layer {s['layer']}  weights {s['weights']}"
-             + (f" (sha256 {s['weights_sha256'][:12]}…)" if s["weights_sha256"] else "")]
-    plot = s["config"].get("extractor", {}).get("plot")
-    if plot:
-        mel = plot["mel"]
-        lines.append(f"  plot: {plot['colormap']} {plot['size'][0]}x{plot['size'][1]} px, {mel['n_mels']} mels, "
-                     f"window {mel['window']:.4g} s, hop {mel['hop']:.4g} s, clip {mel['clip_db']:g} dB, "
-                     f"{mel['sample_rate']} Hz, renderer {plot['renderer']}")
-    lines.append(f"  dataset {s['dataset']}: {len(s['classes'])} classes "
-                 + ", ".join(f"{k} {v}" for k, v in s["classes"].items()))
-    lines.append("  folds: " + ", ".join(f"{k}: {v}" for k, v in s["folds"].items()))
-    if s["extract_seconds"]:
-        lines.append(f"  extracted in {s['extract_seconds']:.1f} s on {s['device']} "
-                     f"({s['clips'] / s['extract_seconds']:.1f} clips/s)")
-    for key in ("skipped", "warnings"):
-        lines.append(f"  {key}: {len(s.get(key, []))}")
-        lines += [f"    {k['id']}: {k['reason']}" for k in s.get(key, [])]
-    return lines
-
-
 def _stored_config(candidate: Path) -> str | None:
     if candidate.is_dir():
         try:
@@ -280,11 +233,9 @@ class StoreWriter:
     leaves a half-written file behind; the HDF5 store itself is written once, at the end, streaming
     the batches in order (memory does not grow with the number of clips).
 
-    The writer holds the journal's lock until :meth:`finish` or :meth:`close` (or the end of a
-    ``with`` block): a second writer raises :class:`StoreError` naming the first one's pid.
-    ``batching`` (e.g. ``{"clips_per_batch": 32}``) is what the batches of one journal share: a
-    journal of other batching, of another :data:`JOURNAL_VERSION`, or whose batches do not follow
-    each other is not resumed (:class:`StoreError`).
+    The writer holds the journal's lock until :meth:`finish` or :meth:`close` (or a ``with``
+    block's end); a second writer raises :class:`StoreError` naming its pid. ``batching`` (e.g.
+    ``{"clips_per_batch": 32}``) is what a journal's batches share (see :func:`_check_journal`).
     """
 
     def __init__(self, path: str | Path, config: dict, label_names: list[str], n_clips: int,

@@ -17,7 +17,8 @@ from deepfeat.errors import AudioError, ConfigError
 from deepfeat import extract
 from deepfeat.extract import extract_features, make_extractor
 from deepfeat.extractors import create_extractor, extractor_names
-from deepfeat.store import read_store, summarise_store, summary_lines
+from deepfeat.store import read_store
+from deepfeat.store_summary import summarise_store, summary_lines
 
 PLOT = PlotConfig(mel=MelConfig(sample_rate=16000))
 
@@ -56,7 +57,7 @@ def test_clips_cut_short_are_kept_with_a_warning_in_the_store_and_log(uneven_dat
     assert log.count("with a warning:") == 2 and "cut short" in log
     # the 8 kHz clip, once, with its count
     assert log.count("sampled at 8000 Hz (1)") == 1 and "--fmax auto" in log
-    assert "1 of 5 clips are sampled at 8000 Hz (1)" in caplog.text
+    assert "1 of 5 files are sampled at 8000 Hz (1)" in caplog.text
     fs = read_store(out)
     assert sorted(fs.ids) == ["a/low", "a/whole", "b/cut_ogg", "b/cut_wav", "b/whole"]  # cut clips are kept
     assert sorted(dict(fs.warnings)) == ["b/cut_ogg", "b/cut_wav"]
@@ -81,7 +82,7 @@ def test_low_rate_warning_depends_on_the_frequencies_analysed(uneven_dataset, pl
         message = extract.warn_low_rates(load_manifest(uneven_dataset), lite0(plot))
     assert (message is not None) == warned and (message or "") in caplog.text
     if warned:
-        assert message.startswith("uneven: 1 of 5 clips are sampled at 8000 Hz (1)")
+        assert message.startswith("uneven: 1 of 5 files are sampled at 8000 Hz (1)")
         assert "efficientnet_lite0 analyses up to 8000 Hz" in message
 
 
