@@ -88,9 +88,9 @@ def test_native_rates_come_from_the_headers(tmp_path):
 
 
 @pytest.mark.parametrize("rates,top,expected", [
-    ([8000, 8000, 16000, 44100], 22050.0, "3 of 4 clips are sampled at 8000 Hz (2), 16000 Hz (1)"),
+    ([8000, 8000, 16000, 44100], 22050.0, "3 of 4 files are sampled at 8000 Hz (2), 16000 Hz (1)"),
     ([44100, 48000, 0], 22050.0, None),  # 0: unknown, not counted as low
-    ([44100, 44100], 24000.0, "2 of 2 clips are sampled at 44100 Hz (2)"),  # below a 48 kHz model
+    ([44100, 44100], 24000.0, "2 of 2 files are sampled at 44100 Hz (2)"),  # below a 48 kHz model
     ([8000, 16000], 4000.0, None),  # mel bands that stop at 4 kHz see all of an 8 kHz clip
 ])
 def test_low_rate_summary_counts_each_rate(rates, top, expected):
