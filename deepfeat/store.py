@@ -23,11 +23,17 @@ Writing commits whole batches to a journal folder ``OUT.h5.partial/`` (one file 
 each renamed into place once on disk, with the count of clips it completes); a killed run
 reads the journal and continues after the last committed batch. Only a finished store is
 written and renamed to ``OUT.h5``.
+
+A sharded run (:mod:`deepfeat.shards`) writes one such store per contiguous range of clips, whose
+``config`` holds a ``shard`` entry (index, count, start, stop); :func:`deepfeat.merge.merge_stores`
+joins them, in order, into the store a single run would have written.
 """
 from __future__ import annotations
 
 import json
 import shutil
+import zipfile
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -119,15 +125,24 @@ def open_store(path: str | Path) -> h5py.File:
     return f
 
 
-def read_store(path: str | Path) -> FeatureSet:
-    """Read a complete feature store; raises :class:`StoreError` with the file name otherwise."""
+def read_store(path: str | Path, lazy: bool = False) -> FeatureSet:
+    """Read a complete feature store; raises :class:`StoreError` with the file name otherwise.
+
+    ``lazy``: ``features`` is a :class:`~deepfeat.rows.StoreRows` view that reads rows from the
+    file in blocks when asked (for stores larger than memory), not an array."""
     path = Path(path)
     with open_store(path) as f:
+        if lazy:
+            from .rows import StoreRows
+
+            features = StoreRows(path)
+        else:
+            features = f["features"][()]
         attrs = attrs_dict(f)
         skipped = list(zip(read_strings(f["skipped/ids"]), read_strings(f["skipped/reasons"]))) \
             if "skipped" in f else []
         return FeatureSet(
-            path=path, features=f["features"][()], ids=np.array(read_strings(f["ids"]), dtype=object),
+            path=path, features=features, ids=np.array(read_strings(f["ids"]), dtype=object),
             labels=f["labels"][()], folds=f["folds"][()], label_names=read_strings(f["label_names"]),
             window_starts=f["window_starts"][()] if "window_starts" in f else None,
             config=json.loads(attrs.get("config", "{}")), attrs=attrs, skipped=skipped,
@@ -255,10 +270,7 @@ class StoreWriter:
     @property
     def clips_done(self) -> int:
         """Clips (in manifest order) fully processed and committed: where a resumed run starts."""
-        if not self.batches:
-            return 0
-        with np.load(self.batches[-1]) as last:
-            return int(last["clips_done"])
+        return _batch_clips_done(self.batches[-1]) if self.batches else 0
 
     def commit(self, features: np.ndarray, ids: list[str], labels, folds, window_starts=None,
                clips_done: int = 0, skipped: list[tuple[str, str]] = (), seconds: float = 0.0,
@@ -288,31 +300,16 @@ class StoreWriter:
                 total += float(z["seconds"])
         return total
 
-    def finish(self, attrs: dict | None = None) -> Path:
-        """Write the HDF5 store from the committed batches and atomically publish it."""
-        if not any(_batch_rows(b) for b in self.batches):
+    def finish(self, attrs: dict | None = None, allow_empty: bool = False) -> Path:
+        """Write the HDF5 store from the committed batches and atomically publish it.
+
+        ``allow_empty``: publish a store without feature rows (a shard whose clips were all
+        skipped) instead of raising."""
+        if not allow_empty and not any(_batch_rows(b) for b in self.batches):
             raise StoreError(f"{self.path}: no clip could be processed (see the skipped list in {self.partial} and "
                              "the log); check the audio files")
-        with atomic_path(self.path) as tmp, h5py.File(tmp, "w") as f:
-            stamp_format(f, FORMAT, FORMAT_VERSION)
-            f.attrs.update({"config": self.config_json, "n_clips": self.header["n_clips"], **self.header["attrs"],
-                            **(attrs or {})})
-            write_strings(f, "label_names", self.header["label_names"])
-            for name in ("ids", "reasons"):
-                f.create_dataset(f"skipped/{name}", shape=(0,), maxshape=(None,), dtype=STR)
-            for b in self.batches:
-                with np.load(b) as z:
-                    if len(z["features"]):
-                        per_channel = "per_channel" in z.files and bool(z["per_channel"])
-                        if "features" not in f:
-                            _create_rows(f, z["features"].shape[1], bool(z["windowed"]), per_channel)
-                        names = ("features", "ids", "labels", "folds") + (("window_starts",) if z["windowed"] else ()) \
-                            + (("channels",) if per_channel else ())
-                        for name in names:
-                            _append(f[name], z[name] if name != "ids" else z[name].astype(object))
-                    _append(f["skipped/ids"], z["skipped_ids"].astype(object))
-                    _append(f["skipped/reasons"], z["skipped_reasons"].astype(object))
-            f.attrs["complete"] = True
+        write_store(self.path, self.config_json, self.header["n_clips"], self.header["label_names"],
+                     {**self.header["attrs"], **(attrs or {})}, _journal_blocks(self.batches))
         shutil.rmtree(self.partial, ignore_errors=True)
         return self.path
 
@@ -321,11 +318,65 @@ class StoreWriter:
 
 
 _HEADER = "header.json"
+_ROW_FIELDS = ("features", "ids", "labels", "folds", "window_starts", "channels")
+
+
+def committed_clips(path: str | Path) -> int:
+    """Clips (in manifest order) that the journal of the store ``path`` has committed: 0 when it
+    has no journal or no batch yet. Safe while a writer commits or finishes (for progress)."""
+    batches = sorted(Path(str(path) + ".partial").glob("batch-*.npz"))
+    try:
+        return _batch_clips_done(batches[-1]) if batches else 0
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):  # finished and removed meanwhile
+        return 0
+
+
+def _batch_clips_done(batch: Path) -> int:
+    with np.load(batch) as z:
+        return int(z["clips_done"])
 
 
 def _batch_rows(batch: Path) -> int:
     with np.load(batch) as z:
         return len(z["features"])
+
+
+def _journal_blocks(batches: list[Path]) -> Iterator[dict]:
+    """The journal's batches as row blocks for :func:`write_store`, one batch in memory at a time."""
+    for b in batches:
+        with np.load(b) as z:
+            per_channel = "per_channel" in z.files and bool(z["per_channel"])
+            yield {"features": z["features"], "ids": z["ids"].astype(object), "labels": z["labels"],
+                   "folds": z["folds"], "window_starts": z["window_starts"] if z["windowed"] else None,
+                   "channels": z["channels"] if per_channel else None,
+                   "skipped_ids": z["skipped_ids"].astype(object), "skipped_reasons": z["skipped_reasons"].astype(object)}
+
+
+def write_store(path: Path, config_json: str, n_clips: int, label_names: list[str], attrs: dict,
+                blocks: Iterable[dict]) -> Path:
+    """Write a complete store at ``path``, atomically, from row ``blocks`` (one in memory at a time).
+
+    A block is a dict of ``features`` [n, D], ``ids``, ``labels``, ``folds``, ``window_starts`` [n]
+    (None unless windowed) and ``channels`` [n] (None unless one row per channel), and optionally
+    ``skipped_ids``/``skipped_reasons`` [k]."""
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        stamp_format(f, FORMAT, FORMAT_VERSION)
+        f.attrs.update({"config": config_json, "n_clips": n_clips, **attrs})
+        write_strings(f, "label_names", label_names)
+        for name in ("ids", "reasons"):
+            f.create_dataset(f"skipped/{name}", shape=(0,), maxshape=(None,), dtype=STR)
+        for block in blocks:
+            if len(block["features"]):
+                if "features" not in f:
+                    _create_rows(f, block["features"].shape[1], block["window_starts"] is not None,
+                                 block.get("channels") is not None)
+                for name in _ROW_FIELDS:
+                    if name in f:
+                        _append(f[name], block[name])
+            _append(f["skipped/ids"], block.get("skipped_ids", ()))
+            _append(f["skipped/reasons"], block.get("skipped_reasons", ()))
+        f.attrs["complete"] = True
+    return Path(path)
 
 
 def _create_rows(f: h5py.File, dim: int, windowed: bool, per_channel: bool = False) -> None:
