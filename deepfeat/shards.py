@@ -1,0 +1,390 @@
+"""Sharded extraction, in this process or on a Dask cluster: ``deepfeat extract ... --shards N``.
+
+The manifest is split into N contiguous shards (:func:`plan_shards`), each extracted into its own
+resumable store ``OUT.h5.shards/shard-<i>-of-<N>.h5`` (the journal of :mod:`deepfeat.store`),
+then merged into ``OUT.h5`` in manifest order (:func:`deepfeat.merge.merge_stores`); the shard
+folder is removed after a successful merge unless ``keep_shards``. A shard is made of whole
+batches of ``clips_per_batch`` clips, so each batch it embeds is a batch of a single run: the
+merged store holds the ids, order, features and attributes (timings aside) a single run writes.
+
+With ``scheduler`` (``--scheduler`` or ``DEEPFEAT_SCHEDULER``), one Dask task per shard runs on
+the cluster: ``local:K`` starts a ``LocalCluster`` of K worker processes on this machine (the
+CPU cores split between them), anything else is the address of a running scheduler (e.g. one of
+dask-jobqueue's ``SLURMCluster``; README). Each worker process
+
+* loads the network once and keeps it for the next shard of the same configuration
+  (:func:`worker_extractor`);
+* runs one shard at a time, with as many torch threads as the worker has Dask threads
+  (:func:`worker_threads`: the cores it was given), so workers sharing a node do not oversubscribe
+  it; its front end runs in the worker process itself;
+* uses its GPU when it has one (on a node with several, worker ``k`` of a ``LocalCluster`` takes
+  GPU ``k mod count``).
+
+A worker that dies mid-shard (killed, out of memory) is replaced and Dask reruns the task, which
+resumes that shard's journal; a shard that fails leaves the others' stores complete, and rerunning
+the same command extracts only the unfinished shards. The client shows one progress bar: clips
+committed across all shards, read from their journals. The output folder must be on a file
+system that the client and every worker share.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import socket
+import threading
+import time
+import uuid
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from .config import PlotConfig, canonical_json
+from .datasets import Manifest
+from .errors import ClusterError, ConfigError, DeepfeatError
+from .extract import CLIPS_PER_BATCH, extract_features, make_extractor, store_config
+from .merge import merge_stores
+from .store import committed_clips, store_status
+
+log = logging.getLogger("deepfeat.shards")
+
+#: environment variable read by ``deepfeat extract --scheduler``
+SCHEDULER_ENV = "DEEPFEAT_SCHEDULER"
+_NAME = re.compile(r"shard-(\d+)-of-(\d+)\.h5")
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Clips ``start`` to ``stop`` (manifest positions) of a run split into ``count`` shards."""
+
+    index: int  #: 0-based
+    count: int
+    start: int
+    stop: int
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+    def to_dict(self) -> dict:
+        """The ``shard`` entry of the shard store's configuration."""
+        return asdict(self)
+
+    def path(self, out: str | Path) -> Path:
+        """This shard's store for the run writing ``out``."""
+        return shard_dir(out) / f"shard-{self.index + 1:05d}-of-{self.count:05d}.h5"
+
+    def clips_done(self, out: str | Path) -> int:
+        """Clips of this shard committed so far (all of them once its store is complete)."""
+        path = self.path(out)
+        return len(self) if path.exists() else max(0, committed_clips(path) - self.start)
+
+
+def shard_dir(out: str | Path) -> Path:
+    """The folder of the shard stores of ``out``: ``OUT.h5.shards/``."""
+    return Path(str(out) + ".shards")
+
+
+def plan_shards(n_clips: int, count: int, clips_per_batch: int = CLIPS_PER_BATCH) -> list[Shard]:
+    """Split ``n_clips`` clips into ``count`` contiguous shards of whole batches of ``clips_per_batch``
+    clips, as even as batches allow (fewer shards when there are fewer batches than ``count``).
+
+    The same arguments always give the same shards."""
+    if count < 1 or clips_per_batch < 1:
+        raise ConfigError(f"--shards and --batch-size must be at least 1, got {count} and {clips_per_batch}")
+    batches = -(-n_clips // clips_per_batch)
+    count = max(1, min(count, batches))
+    bounds = [min(n_clips, (i * batches // count) * clips_per_batch) for i in range(count + 1)]
+    return [Shard(i, count, bounds[i], bounds[i + 1]) for i in range(count)]
+
+
+@dataclass(frozen=True)
+class ExtractorSpec:
+    """The arguments of :func:`deepfeat.extract.make_extractor`: what a worker needs to build the
+    network (sent instead of a loaded network), and the key of its per-process cache."""
+
+    network: str
+    weights: str | None = None
+    plot: PlotConfig | None = None
+    layer: str | None = None
+    device: str | None = None
+    precision: str = "auto"
+    seed: int = 0
+
+    def build(self, device: str | None = None):
+        """The extractor (not loaded), on ``device`` if given, else on :attr:`device`."""
+        return make_extractor(self.network, weights=self.weights, plot=self.plot, layer=self.layer,
+                              device=device or self.device, precision=self.precision, seed=self.seed)
+
+    def key(self) -> str:
+        return canonical_json(asdict(self))
+
+
+# --- in each worker process -------------------------------------------------------------------
+class _Worker:
+    """This process's loaded extractor (at most one) and what it has done."""
+
+    lock = threading.RLock()  #: one shard at a time per process
+    key: str | None = None
+    extractor = None
+    loads = 0
+    shards = 0
+
+
+def worker_extractor(spec: ExtractorSpec):
+    """``spec``'s extractor, loaded; built once per process and kept for the next shards of the same spec."""
+    with _Worker.lock:
+        if _Worker.key != spec.key():
+            _Worker.key, _Worker.extractor = None, None  # release the previous network first
+            extractor = spec.build(device=_worker_device(spec.device))
+            extractor.load()
+            _Worker.key, _Worker.extractor, _Worker.loads = spec.key(), extractor, _Worker.loads + 1
+        return _Worker.extractor
+
+
+def worker_stats() -> dict:
+    """Networks loaded and shards run by this process (``Client.run(worker_stats)`` asks every worker)."""
+    return {"pid": os.getpid(), "loads": _Worker.loads, "shards": _Worker.shards}
+
+
+def _dask_worker():
+    try:
+        from distributed import get_worker
+
+        return get_worker()
+    except (ImportError, ValueError):  # not in a Dask worker
+        return None
+
+
+def worker_threads() -> int | None:
+    """Torch CPU threads of a shard: the thread count of the Dask worker running it (the cores it
+    was given); None outside a worker (torch's own choice)."""
+    worker = _dask_worker()
+    return worker.state.nthreads if worker is not None else None
+
+
+def _worker_device(device: str | None) -> str | None:
+    """``device``; unset, on a node with several GPUs, the GPU of this worker's rank (a
+    LocalCluster names its workers 0, 1, ...); else None (CUDA when available, else CPU)."""
+    import torch
+
+    worker = _dask_worker()
+    count = torch.cuda.device_count()
+    if device is not None or count < 2 or worker is None or not isinstance(worker.name, int):
+        return device
+    return f"cuda:{worker.name % count}"
+
+
+def shard_config(manifest: Manifest, spec: ExtractorSpec) -> dict:
+    """The configuration of the merged store (a Dask task: the worker keeps the network it loads)."""
+    return store_config(manifest, worker_extractor(spec))
+
+
+def run_shard(manifest: Manifest, spec: ExtractorSpec, out: str | Path, shard: Shard, *,
+              clips_per_batch: int = CLIPS_PER_BATCH, on_error: str = "skip") -> dict:
+    """Extract ``shard`` of ``manifest`` into its store (resuming it); the Dask task of a shard.
+
+    Returns where it ran: ``shard`` (index), ``host``, ``pid``, ``device``, ``loads`` (networks
+    this process has loaded)."""
+    from .threads import torch_threads
+
+    with _Worker.lock, torch_threads(worker_threads()):
+        extractor = worker_extractor(spec)
+        extract_features(manifest, extractor, shard.path(out), clips_per_batch=clips_per_batch, workers=0,
+                         on_error=on_error, progress=False, shard=shard)
+        _Worker.shards += 1
+    return {"shard": shard.index, "host": socket.gethostname(), "pid": os.getpid(), "device": str(extractor.device),
+            "loads": _Worker.loads}
+
+
+# --- in the client ----------------------------------------------------------------------------
+def extract_sharded(manifest: Manifest, spec: ExtractorSpec, out: str | Path, *, shards: int | None = None,
+                    scheduler: str | None = None, clips_per_batch: int = CLIPS_PER_BATCH, workers: int | None = None,
+                    on_error: str = "skip", overwrite: bool = False, keep_shards: bool = False,
+                    progress: bool = True) -> Path:
+    """Extract ``manifest`` in shards and merge them into the store ``out`` (module docstring).
+
+    Parameters
+    ----------
+    manifest : Manifest
+    spec : ExtractorSpec
+        The network; built where the shards run.
+    out : str or Path
+        The merged store; shards go to ``OUT.h5.shards/``.
+    shards : int, optional
+        Number of shards. Default: that of an unfinished run of ``out``, else the number of Dask
+        workers (1 without ``scheduler``).
+    scheduler : str, optional
+        ``local:K`` (a LocalCluster of K worker processes) or a Dask scheduler's address; None:
+        the shards run one after the other in this process, with ``workers`` front-end processes.
+    clips_per_batch, workers, on_error
+        As :func:`deepfeat.extract.extract_features` (``workers``: in-process runs only).
+    overwrite : bool
+        Discard ``out``, its journal and its shards first.
+    keep_shards : bool
+        Keep ``OUT.h5.shards/`` after the merge.
+    progress : bool
+        One progress bar: clips done across all shards.
+
+    Returns
+    -------
+    Path
+        The merged store.
+    """
+    out = Path(out)
+    if scheduler and workers:
+        raise ConfigError("--workers sets the front-end processes of a run in this process; on Dask each worker "
+                          "process runs its own front end: drop --workers")
+    if overwrite:
+        _discard(out)
+    with _session(scheduler) as client:
+        config = client.submit(shard_config, manifest, spec).result() if client else None
+        extractor = None
+        if client is None:
+            extractor = spec.build()
+            extractor.load()
+            config = store_config(manifest, extractor)
+        if store_status(out, config) == "complete":
+            log.info("%s: already complete for this configuration; nothing to do", out)
+            return out
+        plan = plan_shards(len(manifest), _shard_count(out, shards, client), clips_per_batch)
+        options = {"clips_per_batch": clips_per_batch, "on_error": on_error}
+        with _progress_bar(plan, out, len(manifest), progress, spec.network):
+            if client is None:
+                for shard in plan:
+                    extract_features(manifest, extractor, shard.path(out), workers=workers, progress=False,
+                                     shard=shard, **options)
+                reports = {}
+            else:
+                reports = _run_on_dask(client, manifest, spec, out, plan, options)
+    path = merge_stores([shard.path(out) for shard in plan], out)
+    _gather_logs(plan, out, reports)
+    if not keep_shards:
+        shutil.rmtree(shard_dir(out))
+    return path
+
+
+def _discard(out: Path) -> None:
+    for path in (out, Path(str(out) + ".partial"), shard_dir(out)):
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+
+
+def _shard_count(out: Path, shards: int | None, client) -> int:
+    """``shards``, or the count of an unfinished run, or the number of workers; a
+    :class:`ConfigError` when an unfinished run of ``out`` has another count."""
+    found = {int(m.group(2)) for p in shard_dir(out).glob("shard-*") if (m := _NAME.match(p.name))}
+    if shards is not None and found - {shards}:
+        raise ConfigError(f"{shard_dir(out)}: holds an unfinished run in {min(found)} shards; rerun with "
+                          f"--shards {min(found)} to finish it, or pass --overwrite to start again")
+    if shards is None:
+        shards = min(found) if found else len(client.scheduler_info()["workers"]) if client else 1
+    return max(1, shards)
+
+
+@contextmanager
+def _session(scheduler: str | None):
+    """A ``distributed.Client`` for ``scheduler`` (None: yields None); a ``local:K`` cluster is
+    started here and closed on exit."""
+    if not scheduler:
+        yield None
+        return
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError:
+        raise ConfigError("--scheduler needs Dask: pip install 'dask[distributed]' (make install includes it)") from None
+    local = re.fullmatch(r"local(?::(\d+))?", scheduler)
+    if local:
+        n = int(local.group(1) or 1)
+        if n < 1:
+            raise ConfigError(f"--scheduler {scheduler}: a local cluster needs at least 1 worker (local:K)")
+        threads = max(1, (os.cpu_count() or 1) // n)
+        with LocalCluster(n_workers=n, threads_per_worker=threads, processes=True, dashboard_address=None,
+                          silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
+            yield client
+        return
+    try:
+        client = Client(scheduler, timeout="30s")
+    except (OSError, TimeoutError, ValueError) as e:
+        raise ClusterError(f"cannot reach the Dask scheduler {scheduler!r} ({str(e).splitlines()[0][:120]}); "
+                           f"start it (dask scheduler) or correct --scheduler / {SCHEDULER_ENV}") from None
+    with client:
+        yield client
+
+
+def _run_on_dask(client, manifest: Manifest, spec: ExtractorSpec, out: Path, plan: list[Shard], options: dict
+                 ) -> dict[int, dict]:
+    """One task per shard; waits for all, then raises the first shard's failure (after logging
+    every one). Returns shard index → :func:`run_shard`'s report."""
+    from distributed import wait
+
+    data = client.scatter(manifest, broadcast=True)
+    run = uuid.uuid4().hex[:8]
+    futures = [client.submit(run_shard, data, spec, str(out), shard, key=f"deepfeat-shard-{shard.index + 1}-of-"
+                             f"{shard.count}-{run}", pure=False, **options) for shard in plan]
+    wait(futures)
+    failures = [(shard, future.exception()) for shard, future in zip(plan, futures) if future.status == "error"]
+    if failures:
+        raise _shard_error(out, failures)
+    return {shard.index: future.result() for shard, future in zip(plan, futures)}
+
+
+def _shard_error(out: Path, failures: list) -> Exception:
+    """The error to raise for failed shards: a :class:`DeepfeatError` naming them, or the first
+    unexpected exception as it is (a bug)."""
+    for shard, error in failures:
+        log.error("shard %d/%d failed: %s: %s", shard.index + 1, shard.count, type(error).__name__, error)
+    shard, error = failures[0]
+    names = ", ".join(str(s.index + 1) for s, _ in failures)
+    resume = (f"the other shards are saved in {shard_dir(out)}; rerun the same command to extract only the unfinished "
+              "ones")
+    if isinstance(error, DeepfeatError):
+        return type(error)(f"shard {shard.index + 1} of {shard.count}: {error} ({resume})")
+    if type(error).__name__ == "KilledWorker":
+        return ClusterError(f"shard(s) {names} of {shard.count}: their worker died each time they ran (killed, or out "
+                            f"of memory: give workers more memory or lower --batch-size); {resume}")
+    return error
+
+
+@contextmanager
+def _progress_bar(plan: list[Shard], out: Path, total: int, enabled: bool, name: str):
+    """A progress bar of the clips committed across all shards, read from their journals every 0.5 s."""
+    if not enabled:
+        yield
+        return
+    from tqdm import tqdm
+
+    def done() -> int:
+        return sum(shard.clips_done(out) for shard in plan)
+
+    stop = threading.Event()
+    with tqdm(total=total, initial=done(), unit="clip", desc=f"extract {name} ({len(plan)} shards)") as bar:
+        def poll():
+            while not stop.wait(0.5):
+                bar.update(max(0, done() - bar.n))
+
+        thread = threading.Thread(target=poll, daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
+            bar.update(max(0, done() - bar.n))
+
+
+def _gather_logs(plan: list[Shard], out: Path, reports: dict[int, dict]) -> None:
+    """Append the shards' logs to ``OUT.h5.log``, each after a line saying where it ran (the shard
+    folder may be removed next)."""
+    with open(str(out) + ".log", "a", encoding="utf-8") as merged:
+        for shard in plan:
+            r = reports.get(shard.index)
+            where = f" on {r['host']} pid {r['pid']} ({r['device']}; networks loaded in that process: {r['loads']})" \
+                if r else ""
+            merged.write(f"--- shard {shard.index + 1} of {shard.count} (clips {shard.start}-{shard.stop - 1}){where} ---\n")
+            shard_log = Path(str(shard.path(out)) + ".log")
+            if shard_log.exists():
+                merged.write(shard_log.read_text(encoding="utf-8"))
+        merged.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} merged {len(plan)} shards into {out}\n")
