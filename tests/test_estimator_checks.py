@@ -14,6 +14,7 @@ from sklearn.utils.validation import validate_data
 
 from deepfeat.crnn import CRNNArchitecture, CRNNClassifier
 from deepfeat.fusion import MajorityVote, MeanFusion, StackingFusion, WeightedFusion
+from deepfeat.sgd import StreamingSVM
 from deepfeat.svm import TunedSVM
 
 #: A CRNN small enough for the checks' tiny tables: one 1x1 convolution, one GRU layer over the
@@ -66,7 +67,8 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-@parametrize_with_checks([TunedSVM(n_jobs=1), TunedSVM(kind="linearsvc", n_jobs=1), *FUSIONS,
+@parametrize_with_checks([TunedSVM(n_jobs=1), TunedSVM(kind="linearsvc", n_jobs=1), StreamingSVM(Cs=(0.1, 10.0), epochs=5, block_rows=64),
+                          *FUSIONS,
                           CRNNClassifier(architecture=TINY_CRNN, epochs=20, batch_size=16, learning_rate=0.02)],
                          expected_failed_checks=expected_failures, xfail_strict=True)
 def test_sklearn_estimator_checks(estimator, check):
