@@ -7,42 +7,30 @@ folder is removed after a successful merge unless ``keep_shards``. A shard is ma
 batches of ``clips_per_batch`` clips, so each batch it embeds is a batch of a single run: the
 merged store holds the ids, order, features and attributes (timings aside) a single run writes.
 
-With ``scheduler`` (``--scheduler`` or ``DEEPFEAT_SCHEDULER``), one Dask task per shard runs on
-the cluster: ``local:K`` starts a ``LocalCluster`` of K worker processes on this machine (the
-CPU cores split between them), anything else is the address of a running scheduler (e.g. one of
-dask-jobqueue's ``SLURMCluster``; README). Each worker process
-
-* loads the network once and keeps it for the next shard of the same configuration
-  (:func:`worker_extractor`);
-* runs one shard at a time, with as many torch threads as the worker has Dask threads
-  (:func:`worker_threads`: the cores it was given), so workers sharing a node do not oversubscribe
-  it; its front end runs in the worker process itself;
-* uses its GPU when it has one (on a node with several, worker ``k`` of a ``LocalCluster`` takes
-  GPU ``k mod count``).
-
-A worker that dies mid-shard (killed, out of memory) is replaced and Dask reruns the task, which
-resumes that shard's journal; a shard that fails leaves the others' stores complete, and rerunning
-the same command extracts only the unfinished shards. The client shows one progress bar: clips
-committed across all shards, read from their journals. The output folder must be on a file
-system that the client and every worker share.
+With ``scheduler`` (``--scheduler`` or ``DEEPFEAT_SCHEDULER``), one Dask task per shard runs on a
+cluster (:mod:`deepfeat.cluster`): ``local:K`` starts a ``LocalCluster`` of K worker processes on
+this machine, anything else is the address of a running scheduler (e.g. one of dask-jobqueue's
+``SLURMCluster``; README). Each worker process loads the network once, runs one shard at a time
+with the cores it was given and uses its GPU when it has one. A worker that dies mid-shard is
+replaced and Dask reruns the task, which resumes that shard's journal; a shard that fails leaves
+the others' stores complete, and rerunning the same command extracts only the unfinished shards.
+The client shows one progress bar: clips committed across all shards, read from their journals.
+The output folder must be on a file system that the client and every worker share.
 """
 from __future__ import annotations
 
 import logging
-import os
 import re
 import shutil
-import socket
 import threading
 import time
-import uuid
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .config import PlotConfig, canonical_json
 from .datasets import Manifest
-from .errors import ClusterError, ConfigError, DeepfeatError
+from .errors import ConfigError
 from .extract import CLIPS_PER_BATCH, extract_features, make_extractor, store_config
 from .merge import merge_stores
 from .store import committed_clips, store_status
@@ -120,84 +108,6 @@ class ExtractorSpec:
         return canonical_json(asdict(self))
 
 
-# --- in each worker process -------------------------------------------------------------------
-class _Worker:
-    """This process's loaded extractor (at most one) and what it has done."""
-
-    lock = threading.RLock()  #: one shard at a time per process
-    key: str | None = None
-    extractor = None
-    loads = 0
-    shards = 0
-
-
-def worker_extractor(spec: ExtractorSpec):
-    """``spec``'s extractor, loaded; built once per process and kept for the next shards of the same spec."""
-    with _Worker.lock:
-        if _Worker.key != spec.key():
-            _Worker.key, _Worker.extractor = None, None  # release the previous network first
-            extractor = spec.build(device=_worker_device(spec.device))
-            extractor.load()
-            _Worker.key, _Worker.extractor, _Worker.loads = spec.key(), extractor, _Worker.loads + 1
-        return _Worker.extractor
-
-
-def worker_stats() -> dict:
-    """Networks loaded and shards run by this process (``Client.run(worker_stats)`` asks every worker)."""
-    return {"pid": os.getpid(), "loads": _Worker.loads, "shards": _Worker.shards}
-
-
-def _dask_worker():
-    try:
-        from distributed import get_worker
-
-        return get_worker()
-    except (ImportError, ValueError):  # not in a Dask worker
-        return None
-
-
-def worker_threads() -> int | None:
-    """Torch CPU threads of a shard: the thread count of the Dask worker running it (the cores it
-    was given); None outside a worker (torch's own choice)."""
-    worker = _dask_worker()
-    return worker.state.nthreads if worker is not None else None
-
-
-def _worker_device(device: str | None) -> str | None:
-    """``device``; unset, on a node with several GPUs, the GPU of this worker's rank (a
-    LocalCluster names its workers 0, 1, ...); else None (CUDA when available, else CPU)."""
-    import torch
-
-    worker = _dask_worker()
-    count = torch.cuda.device_count()
-    if device is not None or count < 2 or worker is None or not isinstance(worker.name, int):
-        return device
-    return f"cuda:{worker.name % count}"
-
-
-def shard_config(manifest: Manifest, spec: ExtractorSpec) -> dict:
-    """The configuration of the merged store (a Dask task: the worker keeps the network it loads)."""
-    return store_config(manifest, worker_extractor(spec))
-
-
-def run_shard(manifest: Manifest, spec: ExtractorSpec, out: str | Path, shard: Shard, *,
-              clips_per_batch: int = CLIPS_PER_BATCH, on_error: str = "skip") -> dict:
-    """Extract ``shard`` of ``manifest`` into its store (resuming it); the Dask task of a shard.
-
-    Returns where it ran: ``shard`` (index), ``host``, ``pid``, ``device``, ``loads`` (networks
-    this process has loaded)."""
-    from .threads import torch_threads
-
-    with _Worker.lock, torch_threads(worker_threads()):
-        extractor = worker_extractor(spec)
-        extract_features(manifest, extractor, shard.path(out), clips_per_batch=clips_per_batch, workers=0,
-                         on_error=on_error, progress=False, shard=shard)
-        _Worker.shards += 1
-    return {"shard": shard.index, "host": socket.gethostname(), "pid": os.getpid(), "device": str(extractor.device),
-            "loads": _Worker.loads}
-
-
-# --- in the client ----------------------------------------------------------------------------
 def extract_sharded(manifest: Manifest, spec: ExtractorSpec, out: str | Path, *, shards: int | None = None,
                     scheduler: str | None = None, clips_per_batch: int = CLIPS_PER_BATCH, workers: int | None = None,
                     on_error: str = "skip", overwrite: bool = False, keep_shards: bool = False,
@@ -237,31 +147,50 @@ def extract_sharded(manifest: Manifest, spec: ExtractorSpec, out: str | Path, *,
                           "process runs its own front end: drop --workers")
     if overwrite:
         _discard(out)
-    with _session(scheduler) as client:
-        config = client.submit(shard_config, manifest, spec).result() if client else None
-        extractor = None
-        if client is None:
-            extractor = spec.build()
-            extractor.load()
-            config = store_config(manifest, extractor)
-        if store_status(out, config) == "complete":
+    with _runner(scheduler, manifest, spec, workers) as runner:
+        if store_status(out, runner.config()) == "complete":
             log.info("%s: already complete for this configuration; nothing to do", out)
             return out
-        plan = plan_shards(len(manifest), _shard_count(out, shards, client), clips_per_batch)
-        options = {"clips_per_batch": clips_per_batch, "on_error": on_error}
+        plan = plan_shards(len(manifest), _shard_count(out, shards, runner.workers()), clips_per_batch)
         with _progress_bar(plan, out, len(manifest), progress, spec.network):
-            if client is None:
-                for shard in plan:
-                    extract_features(manifest, extractor, shard.path(out), workers=workers, progress=False,
-                                     shard=shard, **options)
-                reports = {}
-            else:
-                reports = _run_on_dask(client, manifest, spec, out, plan, options)
+            reports = runner.run(out, plan, {"clips_per_batch": clips_per_batch, "on_error": on_error})
     path = merge_stores([shard.path(out) for shard in plan], out)
     _gather_logs(plan, out, reports)
     if not keep_shards:
         shutil.rmtree(shard_dir(out))
     return path
+
+
+class _InProcess:
+    """Runs the shards one after the other in this process, the network loaded once."""
+
+    def __init__(self, manifest: Manifest, spec: ExtractorSpec, workers: int | None):
+        self.manifest, self.workers_ = manifest, workers
+        self.extractor = spec.build()
+        self.extractor.load()
+
+    def config(self) -> dict:
+        return store_config(self.manifest, self.extractor)
+
+    def workers(self) -> int:
+        return 1
+
+    def run(self, out: Path, plan: list[Shard], options: dict) -> dict:
+        for shard in plan:
+            extract_features(self.manifest, self.extractor, shard.path(out), workers=self.workers_, progress=False,
+                             shard=shard, **options)
+        return {}
+
+
+@contextmanager
+def _runner(scheduler: str | None, manifest: Manifest, spec: ExtractorSpec, workers: int | None):
+    if not scheduler:
+        yield _InProcess(manifest, spec, workers)
+        return
+    from .cluster import DaskRunner, dask_client
+
+    with dask_client(scheduler) as client:
+        yield DaskRunner(client, manifest, spec)
 
 
 def _discard(out: Path) -> None:
@@ -272,80 +201,16 @@ def _discard(out: Path) -> None:
             path.unlink()
 
 
-def _shard_count(out: Path, shards: int | None, client) -> int:
-    """``shards``, or the count of an unfinished run, or the number of workers; a
-    :class:`ConfigError` when an unfinished run of ``out`` has another count."""
+def _shard_count(out: Path, shards: int | None, workers: int) -> int:
+    """``shards``, or the count of an unfinished run, or ``workers``; a :class:`ConfigError` when
+    an unfinished run of ``out`` has another count."""
     found = {int(m.group(2)) for p in shard_dir(out).glob("shard-*") if (m := _NAME.match(p.name))}
     if shards is not None and found - {shards}:
         raise ConfigError(f"{shard_dir(out)}: holds an unfinished run in {min(found)} shards; rerun with "
                           f"--shards {min(found)} to finish it, or pass --overwrite to start again")
     if shards is None:
-        shards = min(found) if found else len(client.scheduler_info()["workers"]) if client else 1
+        shards = min(found) if found else workers
     return max(1, shards)
-
-
-@contextmanager
-def _session(scheduler: str | None):
-    """A ``distributed.Client`` for ``scheduler`` (None: yields None); a ``local:K`` cluster is
-    started here and closed on exit."""
-    if not scheduler:
-        yield None
-        return
-    try:
-        from distributed import Client, LocalCluster
-    except ImportError:
-        raise ConfigError("--scheduler needs Dask: pip install 'dask[distributed]' (make install includes it)") from None
-    local = re.fullmatch(r"local(?::(\d+))?", scheduler)
-    if local:
-        n = int(local.group(1) or 1)
-        if n < 1:
-            raise ConfigError(f"--scheduler {scheduler}: a local cluster needs at least 1 worker (local:K)")
-        threads = max(1, (os.cpu_count() or 1) // n)
-        with LocalCluster(n_workers=n, threads_per_worker=threads, processes=True, dashboard_address=None,
-                          silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
-            yield client
-        return
-    try:
-        client = Client(scheduler, timeout="30s")
-    except (OSError, TimeoutError, ValueError) as e:
-        raise ClusterError(f"cannot reach the Dask scheduler {scheduler!r} ({str(e).splitlines()[0][:120]}); "
-                           f"start it (dask scheduler) or correct --scheduler / {SCHEDULER_ENV}") from None
-    with client:
-        yield client
-
-
-def _run_on_dask(client, manifest: Manifest, spec: ExtractorSpec, out: Path, plan: list[Shard], options: dict
-                 ) -> dict[int, dict]:
-    """One task per shard; waits for all, then raises the first shard's failure (after logging
-    every one). Returns shard index → :func:`run_shard`'s report."""
-    from distributed import wait
-
-    data = client.scatter(manifest, broadcast=True)
-    run = uuid.uuid4().hex[:8]
-    futures = [client.submit(run_shard, data, spec, str(out), shard, key=f"deepfeat-shard-{shard.index + 1}-of-"
-                             f"{shard.count}-{run}", pure=False, **options) for shard in plan]
-    wait(futures)
-    failures = [(shard, future.exception()) for shard, future in zip(plan, futures) if future.status == "error"]
-    if failures:
-        raise _shard_error(out, failures)
-    return {shard.index: future.result() for shard, future in zip(plan, futures)}
-
-
-def _shard_error(out: Path, failures: list) -> Exception:
-    """The error to raise for failed shards: a :class:`DeepfeatError` naming them, or the first
-    unexpected exception as it is (a bug)."""
-    for shard, error in failures:
-        log.error("shard %d/%d failed: %s: %s", shard.index + 1, shard.count, type(error).__name__, error)
-    shard, error = failures[0]
-    names = ", ".join(str(s.index + 1) for s, _ in failures)
-    resume = (f"the other shards are saved in {shard_dir(out)}; rerun the same command to extract only the unfinished "
-              "ones")
-    if isinstance(error, DeepfeatError):
-        return type(error)(f"shard {shard.index + 1} of {shard.count}: {error} ({resume})")
-    if type(error).__name__ == "KilledWorker":
-        return ClusterError(f"shard(s) {names} of {shard.count}: their worker died each time they ran (killed, or out "
-                            f"of memory: give workers more memory or lower --batch-size); {resume}")
-    return error
 
 
 @contextmanager

@@ -8,6 +8,7 @@ import re
 import signal
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import h5py
 import numpy as np
@@ -18,7 +19,8 @@ from click.testing import CliRunner
 from deepfeat.cli.main import cli, main
 from deepfeat.config import MelConfig, PlotConfig
 from deepfeat.datasets import load_manifest
-from deepfeat.errors import ConfigError, StoreError
+from deepfeat.cluster import _shard_error
+from deepfeat.errors import AudioError, ClusterError, ConfigError, StoreError
 from deepfeat.extract import extract_features
 from deepfeat.extractors.base import Extractor, seeded
 from deepfeat.merge import merge_stores
@@ -234,6 +236,26 @@ def test_cli_scheduler_from_environment_and_options_that_do_nothing(demo_dir, tm
     err = capsys.readouterr().err
     assert e.value.code == 2 and err.startswith("Error: --workers") and err.count("\n") == 1
     assert "on Dask each worker process runs its own front end" in err and not list(tmp_path.iterdir())
+
+
+def test_unreachable_scheduler_is_one_error_line(demo_dir, tmp_path, capsys):
+    pytest.importorskip("distributed")
+    with pytest.raises(SystemExit) as e:
+        main(["extract", str(demo_dir), "-n", "efficientnet_lite0", "-o", str(tmp_path / "x.h5"), "--scheduler", "nowhere"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.count("\n") == 1 and "cannot reach the Dask scheduler 'nowhere'" in err
+
+
+def test_failed_shards_are_named_and_their_errors_kept(tmp_path):
+    distributed = pytest.importorskip("distributed")
+    plan = plan_shards(25, 3, BATCH)
+    error = _shard_error(tmp_path / "o.h5", [(plan[1], AudioError("b.wav: cannot decode"))])
+    assert isinstance(error, AudioError) and str(error).startswith("shard 2 of 3: b.wav: cannot decode (the other")
+    killed = distributed.KilledWorker("deepfeat-shard-3", SimpleNamespace(address="tcp://w:1"), allowed_failures=3)
+    error = _shard_error(tmp_path / "o.h5", [(plan[0], killed), (plan[2], killed)])
+    assert isinstance(error, ClusterError) and "shard(s) 1, 3 of 3: their worker died" in str(error)
+    bug = KeyError("x")
+    assert _shard_error(tmp_path / "o.h5", [(plan[0], bug)]) is bug  # a bug keeps its traceback
 
 
 # --- on a Dask LocalCluster ----------------------------------------------------------------------
