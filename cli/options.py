@@ -83,7 +83,7 @@ def _score_names():
 
 
 SVM_HELP = ("svc: libsvm on a precomputed linear kernel (fast up to a few thousand rows); "
-             "linearsvc: liblinear (for many rows).")
+            "linearsvc: liblinear (for many rows).")
 
 
 def svm_kind_option(kinds=_svm_kinds, help: str = SVM_HELP):

@@ -207,6 +207,14 @@ def _commit_batch(writer: StoreWriter, batch: list[PreparedClip], extractor: Ext
     log.info("committed %d/%d clips", done, len(manifest))
 
 
+def _loader(frontend: ClipFrontend, clips_per_batch: int, workers: int | None) -> DataLoader:
+    """Batches of ``clips_per_batch`` prepared clips, in order, from ``workers`` processes (default
+    :func:`default_workers`; 0: this process)."""
+    workers = default_workers() if workers is None else workers
+    return DataLoader(frontend, batch_size=clips_per_batch, shuffle=False, num_workers=workers, collate_fn=_collate,
+                      prefetch_factor=4 if workers else None, multiprocessing_context="fork" if workers else None)
+
+
 def extract_features(manifest: Manifest, extractor: Extractor, out: str | Path, *,
                      clips_per_batch: int = CLIPS_PER_BATCH, workers: int | None = None, on_error: str = "skip",
                      overwrite: bool = False, progress: bool = True, shard: Shard | None = None) -> Path:
@@ -252,20 +260,16 @@ def extract_features(manifest: Manifest, extractor: Extractor, out: str | Path, 
         start = max(first, writer.clips_done)
         if start > first:
             log.info("resuming %s at clip %d/%d", out, start, len(manifest))
-        workers = default_workers() if workers is None else workers
-        loader = DataLoader(ClipFrontend(manifest, extractor, start, stop), batch_size=clips_per_batch, shuffle=False,
-                            num_workers=workers, collate_fn=_collate, prefetch_factor=4 if workers else None,
-                            multiprocessing_context="fork" if workers else None)
         from tqdm import tqdm
 
         lap, labels = _Laps(), manifest.label_indices()
         with tqdm(total=stop - first, initial=start - first, unit="clip", desc=f"extract {extractor.name}",
                   disable=not progress) as bar:
-            for batch in loader:
+            for batch in _loader(ClipFrontend(manifest, extractor, start, stop), clips_per_batch, workers):
                 _commit_batch(writer, batch, extractor, manifest, labels, on_error, lap)
                 bar.update(len(batch))
         total = writer.seconds()
-        path = writer.finish({"extract_seconds": total, "clips_per_second": ((stop - first) / total) if total > 0 else 0.0,
+        path = writer.finish({"extract_seconds": total, "clips_per_second": (stop - first) / total if total > 0 else 0.0,
                               "device": str(extractor.device)}, allow_empty=shard is not None)
         log.info("wrote %s (%d clips, %.1f s)", path, stop - first, total)
     return path

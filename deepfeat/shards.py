@@ -151,7 +151,7 @@ def extract_sharded(manifest: Manifest, spec: ExtractorSpec, out: str | Path, *,
         if store_status(out, runner.config()) == "complete":
             log.info("%s: already complete for this configuration; nothing to do", out)
             return out
-        plan = plan_shards(len(manifest), _shard_count(out, shards, runner.workers()), clips_per_batch)
+        plan = _plan(out, len(manifest), shards, clips_per_batch, runner.workers)
         with _progress_bar(plan, out, len(manifest), progress, spec.network):
             reports = runner.run(out, plan, {"clips_per_batch": clips_per_batch, "on_error": on_error})
     path = merge_stores([shard.path(out) for shard in plan], out)
@@ -165,7 +165,7 @@ class _InProcess:
     """Runs the shards one after the other in this process, the network loaded once."""
 
     def __init__(self, manifest: Manifest, spec: ExtractorSpec, workers: int | None):
-        self.manifest, self.workers_ = manifest, workers
+        self.manifest, self.frontend_workers = manifest, workers
         self.extractor = spec.build()
         self.extractor.load()
 
@@ -177,7 +177,7 @@ class _InProcess:
 
     def run(self, out: Path, plan: list[Shard], options: dict) -> dict:
         for shard in plan:
-            extract_features(self.manifest, self.extractor, shard.path(out), workers=self.workers_, progress=False,
+            extract_features(self.manifest, self.extractor, shard.path(out), workers=self.frontend_workers, progress=False,
                              shard=shard, **options)
         return {}
 
@@ -201,16 +201,16 @@ def _discard(out: Path) -> None:
             path.unlink()
 
 
-def _shard_count(out: Path, shards: int | None, workers: int) -> int:
-    """``shards``, or the count of an unfinished run, or ``workers``; a :class:`ConfigError` when
-    an unfinished run of ``out`` has another count."""
+def _plan(out: Path, n_clips: int, shards: int | None, clips_per_batch: int, workers) -> list[Shard]:
+    """The shards of this run: ``shards`` of them, else as many as an unfinished run of ``out`` has,
+    else ``workers()``; a :class:`ConfigError` when an unfinished run of ``out`` has another count."""
     found = {int(m.group(2)) for p in shard_dir(out).glob("shard-*") if (m := _NAME.match(p.name))}
-    if shards is not None and found - {shards}:
+    count = shards if shards is not None else min(found) if found else workers()
+    plan = plan_shards(n_clips, count, clips_per_batch)
+    if found - {len(plan)}:
         raise ConfigError(f"{shard_dir(out)}: holds an unfinished run in {min(found)} shards; rerun with "
                           f"--shards {min(found)} to finish it, or pass --overwrite to start again")
-    if shards is None:
-        shards = min(found) if found else workers
-    return max(1, shards)
+    return plan
 
 
 @contextmanager

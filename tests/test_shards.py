@@ -215,6 +215,15 @@ def test_unfinished_run_with_another_shard_count_is_refused(manifest, tmp_path):
     assert read_store(out).features.shape == (25, 8) and not shard_dir(out).exists()
 
 
+def test_more_shards_than_batches_resume_with_the_same_option(manifest, tmp_path):
+    out = tmp_path / "m.h5"  # 25 clips in batches of 16: 2 batches, so 2 shards of the 5 asked for
+    with pytest.raises(RuntimeError):
+        extract_sharded(manifest, BandSpec(fail_at=2), out, shards=5, clips_per_batch=16, workers=0, progress=False)
+    assert sorted(p.name for p in shard_dir(out).glob("*.h5")) == ["shard-00001-of-00002.h5"]
+    extract_sharded(manifest, BandSpec(), out, shards=5, clips_per_batch=16, workers=0, progress=False)
+    assert read_store(out).features.shape == (25, 8)
+
+
 def test_progress_counts_clips_committed_in_each_shard(tmp_path):
     shard = Shard(1, 3, 8, 16)
     assert shard.clips_done(tmp_path / "o.h5") == 0
