@@ -125,22 +125,29 @@ def test_plan_refuses_zero_shards():
         plan_shards(10, 0)
 
 
-def write_shard(path, start, stop, count, index, config=CONFIG, label_names=("a", "b"), seconds=1.0):
+SKIPPED = [("c9", "c9.wav: cannot decode")]
+
+
+def write_shard(path, start, stop, count, index, config=CONFIG, label_names=("a", "b"), seconds=1.0, skipped=()):
     writer = StoreWriter(path, {**config, "shard": Shard(index, count, start, stop).to_dict()}, list(label_names),
                          stop - start, attrs={"network": "toy", "device": "cpu"})
-    write_rows(writer, start, stop)
+    write_rows(writer, start, stop, windowed=True)
+    writer.commit(np.zeros((0, 3)), [], [], [], clips_done=stop, skipped=skipped)
     return writer.finish({"extract_seconds": seconds})
 
 
 def test_merge_equals_one_store_of_every_row(tmp_path):
-    parts = [write_shard(tmp_path / f"p{i}.h5", lo, hi, 3, i) for i, (lo, hi) in enumerate([(0, 2), (2, 3), (3, 6)])]
+    parts = [write_shard(tmp_path / f"p{i}.h5", lo, hi, 3, i, skipped=SKIPPED if i == 1 else ())
+             for i, (lo, hi) in enumerate([(0, 2), (2, 3), (3, 6)])]
     whole = StoreWriter(tmp_path / "whole.h5", CONFIG, ["a", "b"], 6, attrs={"network": "toy", "device": "cpu"})
-    write_rows(whole, 0, 6)
+    write_rows(whole, 0, 6, windowed=True)
+    whole.commit(np.zeros((0, 3)), [], [], [], clips_done=6, skipped=SKIPPED)
     whole.finish({"extract_seconds": 3.0, "clips_per_second": 2.0})
     merged = merge_stores(parts, tmp_path / "merged.h5")
     assert_same_store(merged, tmp_path / "whole.h5")
     fs = read_store(merged)
     assert fs.config == CONFIG and fs.attrs["n_clips"] == 6 and fs.attrs["extract_seconds"] == 3.0
+    assert fs.skipped == SKIPPED and fs.window_starts.tolist() == [0.0] * 6
 
 
 @pytest.mark.parametrize("case, message", [
@@ -168,10 +175,11 @@ def test_merge_refuses_shards_of_another_run(tmp_path, case, message):
     assert not (tmp_path / "merged.h5").exists() and not list(tmp_path.glob("merged*"))
 
 
-def test_sharded_run_in_process_equals_single_run(manifest, single_run, tmp_path):
-    out = extract_sharded(manifest, BandSpec(), tmp_path / "s.h5", shards=3, clips_per_batch=BATCH, workers=0,
-                          progress=False)
+def test_sharded_run_in_process_equals_single_run(manifest, single_run, tmp_path, capsys):
+    out = extract_sharded(manifest, BandSpec(), tmp_path / "s.h5", shards=3, clips_per_batch=BATCH, workers=0)
     assert_same_store(out, single_run)
+    bar = capsys.readouterr().err  # one progress bar over the clips of every shard
+    assert "extract bands (3 shards): 100%" in bar and "25/25" in bar
     assert not shard_dir(out).exists()  # removed after the merge
     log = Path(str(out) + ".log").read_text()
     assert "--- shard 3 of 3 (clips 16-24) ---" in log and "merged 3 shards" in log
