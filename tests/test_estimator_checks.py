@@ -67,8 +67,8 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-@parametrize_with_checks([TunedSVM(n_jobs=1), TunedSVM(kind="linearsvc", n_jobs=1), StreamingSVM(Cs=(0.1, 10.0), epochs=5, block_rows=64),
-                          *FUSIONS,
+@parametrize_with_checks([TunedSVM(n_jobs=1), TunedSVM(kind="linearsvc", n_jobs=1),
+                          StreamingSVM(Cs=(0.1, 10.0), epochs=5, block_rows=64), *FUSIONS,
                           CRNNClassifier(architecture=TINY_CRNN, epochs=20, batch_size=16, learning_rate=0.02)],
                          expected_failed_checks=expected_failures, xfail_strict=True)
 def test_sklearn_estimator_checks(estimator, check):
