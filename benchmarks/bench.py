@@ -16,7 +16,9 @@ and reported as a rate (clips/s or images/s) and as a ratio:
    CRNN's seconds per epoch;
 6. peak memory of ``extract`` (in a fresh process) on N clips and on the same clips listed 10
    times: the main process's peak RSS, the whole process tree's PSS, USS and RSS sampled with
-   psutil, and ``torch.cuda.max_memory_allocated`` on a GPU.
+   psutil, and ``torch.cuda.max_memory_allocated`` on a GPU;
+7. opt-in (``--sections workers,sgd_memory``): ``extract`` on 1 vs 2 local Dask workers, and the
+   peak RSS of ``deepfeat svm --svm sgd`` vs ``svc`` on a 20,000 x 1280 synthetic store.
 
 Writes ``OUT/README.md`` and ``OUT/bench.json`` (default ``results/bench``; ``--quick``, tiny
 sizes for development: ``features/bench-quick``) and prints the machine and a table of the
@@ -24,8 +26,8 @@ targets last. The machine's load average is recorded at the start and the end: o
 on the machine slow everything, and on a busy machine torch's threads wait on each other.
 
 This file parses the options and runs the sections; the measurements are in its sibling modules
-:mod:`common` (sizes, networks, dataset, clock), :mod:`measure` (1.-5.), :mod:`memory` (6.) and
-:mod:`report` (targets, README, JSON). It is also loaded by path (``deepfeat bench``), so it puts
+:mod:`common` (sizes, networks, dataset, clock), :mod:`measure` (1.-5.), :mod:`memory` (6.),
+:mod:`scaleout` (7.) and :mod:`report` (targets, README, JSON). It is also loaded by path (``deepfeat bench``), so it puts
 its own folder on ``sys.path`` before importing them.
 """
 from __future__ import annotations
@@ -47,10 +49,12 @@ if _HERE not in sys.path:
 import measure  # noqa: E402 - the siblings are found through the sys.path entry above
 import memory  # noqa: E402
 import report  # noqa: E402
+import scaleout  # noqa: E402
 from common import (AUDIO_MODELS, DEFAULT_DATA, FULL, IMAGE_NETWORKS, QUICK, Sizes, elapsed,  # noqa: E402
                     head, load_average, machine_info, resolve_data, restart_clock, say)
 
-SECTIONS = ("frontend", "image", "audio", "svm", "crnn", "memory")
+SECTIONS = ("frontend", "image", "audio", "svm", "crnn", "memory")  #: run by default
+OPT_IN_SECTIONS = ("workers", "sgd_memory")  #: run only when named in --sections
 
 
 @dataclass
@@ -131,6 +135,11 @@ def _run_sections(run: _Run, sections: set[str], networks: list[str], audio_mode
     if "memory" in sections:
         results["memory"] = run.section("memory", lambda: memory.bench_memory(run.manifest, run.scratch, sizes,
                                                                               run.device))
+    if "workers" in sections:
+        results["workers"] = run.section("workers", lambda: scaleout.bench_workers(run.manifest, run.scratch, sizes,
+                                                                                   run.device))
+    if "sgd_memory" in sections:
+        results["sgd_memory"] = run.section("sgd_memory", lambda: scaleout.bench_sgd_memory(run.scratch, sizes))
 
 
 def run_benchmark(data: str | None, out: Path, sizes: Sizes, quick: bool, device_name: str | None,
@@ -173,7 +182,7 @@ def run_benchmark(data: str | None, out: Path, sizes: Sizes, quick: bool, device
         manifest, source = resolve_data(data, scratch, sizes)
         results["dataset"] = {"source": source, "name": manifest.name, "clips": len(manifest)}
         _run_sections(_Run(results, manifest, scratch, sizes, device), sections, networks, audio_models)
-    for key in ("svm", "crnn", "memory"):
+    for key in ("svm", "crnn", "memory", "workers", "sgd_memory"):
         if results.get(key) is None or "skipped" in (results.get(key) or {}):
             results.pop(key, None)
     results["targets"] = report.targets(results)
@@ -200,7 +209,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="comma-separated image CNNs to measure ('' for none)")
     p.add_argument("--audio-models", default=",".join(AUDIO_MODELS),
                    help="comma-separated audio models to measure ('' for none)")
-    p.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated subset of {','.join(SECTIONS)}")
+    p.add_argument("--sections", default=",".join(SECTIONS),
+                   help=f"comma-separated subset of {','.join(SECTIONS)} (the default), and of the opt-in "
+                        f"{','.join(OPT_IN_SECTIONS)}")
     return p.parse_args(argv)
 
 
@@ -236,7 +247,7 @@ def main(argv=None) -> int:
         results = run_benchmark(args.data, out, sizes, args.quick, args.device,
                                 _names(args.networks, IMAGE_NETWORKS, "network"),
                                 _names(args.audio_models, AUDIO_MODELS, "audio model"),
-                                set(_names(args.sections, SECTIONS, "section")))
+                                set(_names(args.sections, SECTIONS + OPT_IN_SECTIONS, "section")))
     except DeepfeatError as e:
         print(f"Error: {e}", file=sys.stderr)
         return 2

@@ -41,6 +41,11 @@ class Sizes:
     crnn_clips: int = 400
     crnn_epochs: int = 3  #: the median epoch time is reported (the first epoch includes warm-up)
     memory_clips: int = 100  #: clips of the 1× memory run; the 10× run lists them 10 times
+    workers_clips: int = 200  #: clips extracted in process and on 1 and 2 local Dask workers (opt-in)
+    workers_shards: int = 4
+    sgd_rows: int = 20000  #: synthetic store of --svm sgd vs svc peak memory (opt-in)
+    sgd_dim: int = 1280
+    sgd_classes: int = 10
 
     def clips_for(self, network: str) -> int:
         """Number of clips of the end-to-end run of ``network`` (an image CNN or an audio model)."""
@@ -50,7 +55,7 @@ class Sizes:
 
     def most_clips(self) -> int:
         """The largest number of clips any measurement reads."""
-        return max(self.frontend_clips, self.crnn_clips, self.memory_clips, self.e2e_clips_default,
+        return max(self.frontend_clips, self.crnn_clips, self.memory_clips, self.workers_clips, self.e2e_clips_default,
                    self.audio_clips_default, *self.e2e_clips.values(), *self.audio_clips.values())
 
 
@@ -61,7 +66,8 @@ FULL = Sizes(frontend_clips=40, frontend_repeats=3, forward_images=64, naive_ima
              memory_clips=100)
 QUICK = Sizes(frontend_clips=4, frontend_repeats=1, forward_images=4, naive_images=2, forward_repeats=1,
               e2e_clips_default=4, audio_clips_default=2, svm_rows=200, svm_dim=256, svm_classes=10, svm_folds=5,
-              crnn_clips=10, crnn_epochs=1, memory_clips=2)
+              crnn_clips=10, crnn_epochs=1, memory_clips=2, workers_clips=8, workers_shards=2, sgd_rows=400,
+              sgd_dim=32, sgd_classes=4)
 
 
 # --- clock and timing ---------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from common import MEMORY_REPEAT
 from memory import MEMORY_KEYS
+from scaleout import render_section as scaleout_section
 
 
 # --- targets -------------------------------------------------------------------------------------
@@ -44,6 +45,10 @@ def targets(results: dict) -> list[dict]:
         if key in mem:
             rows.append(_target(f"peak memory, {MEMORY_REPEAT}x files / 1x ({label})", "<= 1.2x", mem[key],
                                 mem[key] <= 1.2))
+    sgd = results.get("sgd_memory") or {}
+    if "sgd_over_svc" in sgd:
+        rows.append(_target(f"peak RSS, svm --svm sgd / svc on {sgd['rows']} x {sgd['dim']}", "<= 0.5x",
+                            sgd["sgd_over_svc"], sgd["sgd_over_svc"] <= 0.5))
     svm = results.get("svm") or {}
     if "wall_seconds" in svm:
         rows.append(_target(f"deepfeat svm on {svm['rows']} x {svm['dim']} ({svm['classes']} classes)", "< 60 s",
@@ -206,6 +211,8 @@ def render_readme(results: dict) -> str:
         out += _classifier_section(results.get("svm"), results.get("crnn"))
     if results.get("memory"):
         out += _memory_section(results["memory"])
+    if results.get("workers") or results.get("sgd_memory"):
+        out += scaleout_section(results.get("workers"), results.get("sgd_memory"))
     if results.get("errors"):
         out += ["## Errors", ""] + [f"- {k}: {v.strip().splitlines()[-1]}" for k, v in results["errors"].items()] + [""]
     return "\n".join(out)

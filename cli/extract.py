@@ -54,29 +54,48 @@ def _clips_per_batch() -> int:
               help="skip: record bad clips in the store and log, go on (clips cut short are kept, with a warning "
                    "in the store and log); fail: stop at the first bad or cut-short clip.")
 @click.option("--overwrite", is_flag=True, help="Replace a store made with another configuration.")
+@click.option("--shards", type=click.IntRange(min=1), default=None,
+              help="Split the clips into N contiguous shards, each a resumable store under OUT.shards/, merged into "
+                   "OUT at the end (default with --scheduler: one per Dask worker).")
+@click.option("--scheduler", envvar="DEEPFEAT_SCHEDULER", default=None,
+              help="Extract the shards on Dask: local:K starts K worker processes here; else a scheduler address "
+                   "(tcp://host:8786). Env: DEEPFEAT_SCHEDULER.")
+@click.option("--keep-shards", is_flag=True, help="Keep OUT.shards/ after the merge.")
 @dataset_options
 @plot_options
 @quiet_option
 def extract(data, network, weights, out, layer, audio_root, batch_size, workers, device, precision, seed, on_error,
-            overwrite, quiet, **plot_kwargs):
+            overwrite, shards, scheduler, keep_shards, quiet, **plot_kwargs):
     """Extract features of every clip in DATA into the HDF5 store OUT.
 
     DATA is a dataset folder (ESC-50, UrbanSound8K, DCASE 2017 task 1, DCASE 2018 task 5, GTZAN,
     a folder per class, a flat folder of audio) or a label CSV (file,label[,fold]); README lists
     the layouts. An interrupted run resumes when rerun with the same options; one process at a
     time writes OUT (a second one stops at once, naming the first).
+    With --shards or --scheduler the clips are extracted in shards (on a Dask cluster with
+    --scheduler) and merged into OUT; rerunning resumes the unfinished shards only.
 
     Audio models (birdnet, panns_cnn14, openl3) have their own front end: image options other
     than --duration and -t (colour map, rate, mel settings) are refused for them, since the store
     would not record them yet look as if made with them.
     """
     from deepfeat.datasets import load_manifest
-    from deepfeat.extract import extract_features, make_extractor
+    from deepfeat.shards import ExtractorSpec, extract_sharded
 
     manifest = load_manifest(data, audio_root, **read_options(plot_kwargs))
-    extractor = make_extractor(network, weights=weights, plot=plot_config_from(plot_kwargs, manifest), layer=layer,
-                               device=device, precision=precision, seed=seed)
-    path = extract_features(manifest, extractor, out, clips_per_batch=batch_size, workers=workers, on_error=on_error,
-                            overwrite=overwrite, progress=not quiet)
+    spec = ExtractorSpec(network, weights=weights, plot=plot_config_from(plot_kwargs, manifest), layer=layer,
+                         device=device, precision=precision, seed=seed)
+    extractor = spec.build()  # checks the network and its options before anything runs
+    options = {"clips_per_batch": batch_size, "workers": workers, "on_error": on_error, "overwrite": overwrite,
+               "progress": not quiet}
+    if shards is not None or scheduler:
+        path = extract_sharded(manifest, spec, out, shards=shards, scheduler=scheduler, keep_shards=keep_shards,
+                               **options)
+    else:
+        if keep_shards:
+            raise click.UsageError("--keep-shards applies to sharded runs: add --shards N or --scheduler")
+        from deepfeat.extract import extract_features
+
+        path = extract_features(manifest, extractor, out, **options)
     if not quiet:
         click.echo(f"wrote {path}")

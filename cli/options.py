@@ -86,10 +86,17 @@ def _score_names():
     return SCORE_NAMES
 
 
-svm_option = click.option("--svm", "kind", type=LazyChoice(_svm_kinds), default=LibraryDefault(lambda: _svm_kinds()[0]),
-                          show_default=True,
-                          help="svc: libsvm on a precomputed linear kernel (fast up to a few thousand rows); "
-                               "linearsvc: liblinear (for many rows).")
+SVM_HELP = ("svc: libsvm on a precomputed linear kernel (fast up to a few thousand rows); "
+            "linearsvc: liblinear (for many rows).")
+
+
+def svm_kind_option(kinds=_svm_kinds, help: str = SVM_HELP):
+    """``--svm KIND`` with the choices ``kinds()`` (read lazily), the first as default."""
+    return click.option("--svm", "kind", type=LazyChoice(kinds), default=LibraryDefault(lambda: kinds()[0]),
+                        show_default=True, help=help)
+
+
+svm_option = svm_kind_option()
 c_grid_option = click.option("--c-grid", default=LibraryDefault(_c_grid_text), show_default=True,
                              help="Comma-separated values of the SVM complexity C to choose from.")
 select_metric_option = click.option("--select-metric", type=LazyChoice(_score_names), default=None,

@@ -4,9 +4,15 @@ from __future__ import annotations
 import click
 
 from .options import (
-    c_grid_option, fold_option, json_option, overwrite_run_option, quiet_option, select_metric_option, show_run,
-    svm_option,
+    SVM_HELP, c_grid_option, fold_option, json_option, overwrite_run_option, quiet_option, select_metric_option,
+    show_run, svm_kind_option,
 )
+
+
+def _stage_kinds():
+    from deepfeat.classify import STAGE_KINDS
+
+    return STAGE_KINDS
 
 
 @click.command("svm")
@@ -15,7 +21,8 @@ from .options import (
 @click.option("--cv", is_flag=True, help="Use every fold in turn as test fold and report mean ± std (ignores --fold).")
 @click.option("-o", "--output", "run_dir", type=click.Path(file_okay=False), default=None,
               help="Run directory (default: results/<dataset>/<system>/).")
-@svm_option
+@svm_kind_option(_stage_kinds, SVM_HELP + " sgd: SGD over blocks of rows read from the store (stores larger than "
+                                           "memory).")
 @c_grid_option
 @click.option("--class-weight", type=click.Choice(["none", "balanced"]), default="none", show_default=True,
               help="balanced: weight classes inversely to their frequency.")

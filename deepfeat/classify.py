@@ -6,6 +6,10 @@ cross-validation (4-fold on ESC-50/ESC-10 with test fold 5), the model refitted 
 development folds scores the test fold. Windowed stores (several rows per clip) are trained per
 window; each clip's decision scores are the mean of its windows' scores and its prediction their
 argmax (``per_window=True`` scores each window on its own instead); C is chosen on the same unit.
+
+``kind="sgd"`` trains :class:`~deepfeat.sgd.StreamingSVM` on a lazy view of the store
+(:class:`~deepfeat.rows.StoreRows`): the features are read block by block, never whole, so
+stores larger than memory can be classified.
 """
 from __future__ import annotations
 
@@ -22,7 +26,10 @@ from .evaluation import default_run_dir
 from .io import content_sha256
 from .protocol import ProtocolData, run
 from .store import FeatureSet, read_store
-from .svm import DEFAULT_C_GRID, MAX_KERNEL_ROWS, TunedSVM
+from .svm import DEFAULT_C_GRID, MAX_KERNEL_ROWS, SVM_KINDS, TunedSVM
+
+#: ``deepfeat svm --svm`` choices: :class:`TunedSVM`'s kinds, and ``sgd`` (:class:`~deepfeat.sgd.StreamingSVM`)
+STAGE_KINDS = (*SVM_KINDS, "sgd")
 
 
 def system_name(fs: FeatureSet, prefix: str = "svm", per_window: bool = False) -> str:
@@ -84,7 +91,7 @@ def check_feature_set(fs: FeatureSet) -> None:
     n = fs.features.shape[0]
     if n == 0 or fs.features.ndim != 2 or fs.features.shape[1] == 0:
         raise StoreError(f"{fs.path}: the store has no feature rows; re-run `deepfeat extract` on a dataset with audio")
-    bad = ~np.isfinite(fs.features).all(axis=1)
+    bad = _nonfinite_rows(fs.features)
     if bad.any():
         raise StoreError(f"{fs.path}: {int(bad.sum())} of {n} rows have NaN/inf features ({_first(fs.ids[bad])}); "
                          "re-extract the store")
@@ -101,6 +108,16 @@ def check_feature_set(fs: FeatureSet) -> None:
         raise StoreError(f"{fs.path}: every row has the same class ({fs.label_names[present[0]]!r}); "
                          "a classifier needs at least 2 classes")
     _check_clips_consistent(fs)
+
+
+def _nonfinite_rows(features) -> np.ndarray:
+    """bool [N]: rows with NaN or infinity, of an array or a lazy view (read block by block)."""
+    from .sgd import blocks
+
+    bad = np.zeros(len(features), dtype=bool)
+    for positions, block in blocks(features, 4096):
+        bad[positions] = ~np.isfinite(block).all(axis=1)
+    return bad
 
 
 def _first(ids, k: int = 3) -> str:
@@ -150,6 +167,19 @@ def default_jobs() -> int:
     return max(1, min(4, os.cpu_count() or 1))
 
 
+def svm_estimator(kind: str = "svc", *, c_grid=DEFAULT_C_GRID, class_weight: str | None = None,
+                  select_metric: str = "accuracy", n_jobs: int | None = None):
+    """The estimator of ``deepfeat svm --svm KIND``: :class:`TunedSVM` (``svc``, ``linearsvc``) or
+    :class:`~deepfeat.sgd.StreamingSVM` (``sgd``)."""
+    if kind == "sgd":
+        from .sgd import StreamingSVM
+
+        return StreamingSVM(Cs=c_grid, class_weight=class_weight, select_metric=select_metric, n_jobs=n_jobs)
+    if kind not in SVM_KINDS:
+        raise ConfigError(f"unknown SVM kind {kind!r}; choose one of {', '.join(STAGE_KINDS)}")
+    return TunedSVM(Cs=c_grid, kind=kind, class_weight=class_weight, select_metric=select_metric, n_jobs=n_jobs)
+
+
 def run_svm(store: str | Path, *, fold: int | str = 5, cv: bool = False, run_dir: str | Path | None = None,
             kind: str = "svc", class_weight: str | None = None, c_grid=DEFAULT_C_GRID, per_window: bool = False,
             select_metric: str | None = None, n_jobs: int | None = None, overwrite: bool = False) -> dict:
@@ -167,9 +197,12 @@ def run_svm(store: str | Path, *, fold: int | str = 5, cv: bool = False, run_dir
         Every fold as test in turn: runs in ``RUN_DIR/fold-<k>/``, mean ± std in ``RUN_DIR/cv_metrics.json``.
     run_dir : str or Path, optional
         Default ``results/<dataset>/<system>``.
-    kind, class_weight, c_grid, select_metric
-        :class:`TunedSVM` parameters; ``select_metric`` None: the dataset's primary metric (the
-        store's ``primary_metric``: macro-F1 for DCASE 2018, accuracy elsewhere).
+    kind : {"svc", "linearsvc", "sgd"}
+        :func:`svm_estimator`; ``sgd`` reads the store in blocks (stores larger than memory).
+    class_weight, c_grid, select_metric
+        :class:`TunedSVM` (or :class:`~deepfeat.sgd.StreamingSVM`) parameters; ``select_metric``
+        None: the dataset's primary metric (the store's ``primary_metric``: macro-F1 for DCASE
+        2018, accuracy elsewhere).
     per_window : bool
         Windowed stores: score each window, not each clip.
     n_jobs : int, optional
@@ -185,10 +218,11 @@ def run_svm(store: str | Path, *, fold: int | str = 5, cv: bool = False, run_dir
     from .weights import file_sha256
 
     t0 = time.perf_counter()
-    fs = read_store(store)
+    fs = read_store(store, lazy=kind == "sgd")
     if kind == "svc" and fs.features.shape[0] > MAX_KERNEL_ROWS:
         raise ConfigError(f"{store}: {fs.features.shape[0]} rows are too many for --svm svc (its kernel matrix grows "
-                          f"with rows squared; limit {MAX_KERNEL_ROWS}); use --svm linearsvc")
+                          f"with rows squared; limit {MAX_KERNEL_ROWS}); use --svm linearsvc, or --svm sgd for "
+                          "stores larger than memory")
     data = store_data(fs, per_window)
     select_metric = select_metric or data.primary_metric
     provenance = {"store": str(Path(store).resolve()), "store_sha256": file_sha256(store),
@@ -199,8 +233,8 @@ def run_svm(store: str | Path, *, fold: int | str = 5, cv: bool = False, run_dir
                   "read_seconds": time.perf_counter() - t0}
     system = system_name(fs, per_window=per_window)
     run_dir = Path(run_dir) if run_dir is not None else default_run_dir(str(fs.attrs.get("dataset") or ""), system)
-    estimator = TunedSVM(Cs=c_grid, kind=kind, class_weight=class_weight, select_metric=select_metric,
-                         n_jobs=default_jobs() if n_jobs is None else n_jobs)
+    estimator = svm_estimator(kind, c_grid=c_grid, class_weight=class_weight, select_metric=select_metric,
+                              n_jobs=default_jobs() if n_jobs is None else n_jobs)
     metrics = run(estimator, data, run_dir, system=system, fold=fold, cv=cv, provenance=provenance,
                   score_config={"unit": data.units.kind, "store": provenance["store"],
                                 "store_sha256": provenance["store_sha256"], "store_config": fs.config},

@@ -27,3 +27,7 @@ class StoreError(DeepfeatError):
 
 class ConfigError(DeepfeatError):
     """An unknown network, colour map, preset or an invalid parameter."""
+
+
+class ClusterError(DeepfeatError):
+    """A Dask cluster cannot be reached, or its workers died running a task."""

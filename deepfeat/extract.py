@@ -10,6 +10,7 @@ import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -21,6 +22,9 @@ from .datasets import Manifest
 from .errors import AudioError, ConfigError, StoreError
 from .extractors.base import Extractor
 from .store import StoreWriter, store_status
+
+if TYPE_CHECKING:
+    from .shards import Shard
 
 log = logging.getLogger("deepfeat.extract")
 
@@ -38,15 +42,17 @@ class PreparedClip:
 
 
 class ClipFrontend(Dataset):
-    """Map-style dataset running decode → pad/crop → windows → ``extractor.frontend`` per clip."""
+    """Map-style dataset running decode → pad/crop → windows → ``extractor.frontend`` per clip
+    of the manifest's clips ``start`` to ``stop`` (default: its end)."""
 
-    def __init__(self, manifest: Manifest, extractor: Extractor, start: int = 0):
+    def __init__(self, manifest: Manifest, extractor: Extractor, start: int = 0, stop: int | None = None):
         self.clips = manifest.clips
         self.extractor = extractor
         self.start = start
+        self.stop = len(self.clips) if stop is None else stop
 
     def __len__(self) -> int:
-        return len(self.clips) - self.start
+        return self.stop - self.start
 
     def __getitem__(self, i: int) -> PreparedClip:
         index = self.start + i
@@ -106,10 +112,11 @@ def make_extractor(network: str, *, weights: str | None = None, plot=None, layer
     return create_extractor(network, **params)
 
 
-def store_config(manifest: Manifest, extractor: Extractor) -> dict:
-    """The configuration a store is identified by (compared on resume)."""
-    return {"extractor": extractor.config(), "weights_sha256": extractor.weights_sha256,
-            "dataset": {"name": manifest.name, "n_clips": len(manifest), "manifest_sha256": manifest.fingerprint()}}
+def store_config(manifest: Manifest, extractor: Extractor, shard: Shard | None = None) -> dict:
+    """The configuration a store is identified by (compared on resume); a shard's has its ``shard`` entry."""
+    config = {"extractor": extractor.config(), "weights_sha256": extractor.weights_sha256,
+              "dataset": {"name": manifest.name, "n_clips": len(manifest), "manifest_sha256": manifest.fingerprint()}}
+    return {**config, "shard": shard.to_dict()} if shard is not None else config
 
 
 def versions() -> dict:
@@ -143,10 +150,11 @@ class _Laps:
         return seconds
 
 
-def _open_writer(manifest: Manifest, extractor: Extractor, out: Path, overwrite: bool,
-                 clips_per_batch: int) -> StoreWriter:
-    return StoreWriter(out, store_config(manifest, extractor), manifest.label_names, len(manifest),
-                       overwrite=overwrite, batching={"clips_per_batch": clips_per_batch}, attrs={
+def _open_writer(manifest: Manifest, extractor: Extractor, out: Path, overwrite: bool, clips_per_batch: int,
+                 shard: Shard | None) -> StoreWriter:
+    return StoreWriter(out, store_config(manifest, extractor, shard), manifest.label_names,
+                       len(shard) if shard is not None else len(manifest), overwrite=overwrite,
+                       batching={"clips_per_batch": clips_per_batch}, first_clip=shard.start if shard else 0, attrs={
                            "network": extractor.name, "layer": str(extractor.layer), "weights": extractor.weights,
                            "default_layer": str(type(extractor).default_layer(extractor.name) or ""),
                            "weights_sha256": extractor.weights_sha256 or "", "dataset": manifest.name,
@@ -247,11 +255,17 @@ def _check_run(out: Path, clips_per_batch: int, workers: int | None) -> None:
         raise StoreError(f"{out}: cannot create its folder ({e.strerror}); choose another -o") from None
     if not os.access(out.parent, os.W_OK):
         raise StoreError(f"{out}: its folder is not writable; choose another -o or fix its permissions")
+def _loader(frontend: ClipFrontend, clips_per_batch: int, workers: int | None) -> DataLoader:
+    """Batches of ``clips_per_batch`` prepared clips, in order, from ``workers`` processes (default
+    :func:`default_workers`; 0: this process)."""
+    workers = default_workers() if workers is None else workers
+    return DataLoader(frontend, batch_size=clips_per_batch, shuffle=False, num_workers=workers, collate_fn=_collate,
+                      prefetch_factor=4 if workers else None, multiprocessing_context="fork" if workers else None)
 
 
 def extract_features(manifest: Manifest, extractor: Extractor, out: str | Path, *,
                      clips_per_batch: int = CLIPS_PER_BATCH, workers: int | None = None, on_error: str = "skip",
-                     overwrite: bool = False, progress: bool = True) -> Path:
+                     overwrite: bool = False, progress: bool = True, shard: Shard | None = None) -> Path:
     """Extract features of every clip of ``manifest`` into the HDF5 store ``out``; resumes an
     interrupted run.
 
@@ -274,6 +288,9 @@ def extract_features(manifest: Manifest, extractor: Extractor, out: str | Path, 
         Replace a store (or journal) of another configuration.
     progress : bool
         A progress bar.
+    shard : Shard, optional
+        Extract only the clips ``shard.start`` to ``shard.stop`` into ``out``, a shard store that
+        :func:`deepfeat.merge.merge_stores` joins with the others (:mod:`deepfeat.shards` runs them).
 
     Returns
     -------
@@ -284,31 +301,28 @@ def extract_features(manifest: Manifest, extractor: Extractor, out: str | Path, 
     _check_run(out, clips_per_batch, workers)
     if not extractor.is_loaded:
         extractor.load()
-    if not overwrite and store_status(out, store_config(manifest, extractor)) == "complete":
+    if not overwrite and store_status(out, store_config(manifest, extractor, shard)) == "complete":
         log.info("%s: already complete for this configuration; nothing to do", out)
         return out
-    with _open_writer(manifest, extractor, out, overwrite, clips_per_batch) as writer, _run_log(out):
-        warn_low_rates(manifest, extractor)
+    first, stop = (shard.start, shard.stop) if shard is not None else (0, len(manifest))
+    with _open_writer(manifest, extractor, out, overwrite, clips_per_batch, shard) as writer, _run_log(out):
+        if shard is None or shard.index == 0:  # one warning per run, not per shard
+            warn_low_rates(manifest, extractor)
         start = writer.clips_done
-        if start:
+        if start > first:
             log.info("resuming %s at clip %d/%d", out, start, len(manifest))
-        workers = default_workers() if workers is None else workers
-        loader = DataLoader(ClipFrontend(manifest, extractor, start), batch_size=clips_per_batch, shuffle=False,
-                            num_workers=workers, collate_fn=_collate, prefetch_factor=4 if workers else None,
-                            multiprocessing_context="fork" if workers else None)
         from tqdm import tqdm
 
         lap, labels = _Laps(), manifest.label_indices()
-        with tqdm(total=len(manifest), initial=start, unit="clip", desc=f"extract {extractor.name}",
+        with tqdm(total=stop - first, initial=start - first, unit="clip", desc=f"extract {extractor.name}",
                   disable=not progress) as bar:
-            for batch in loader:
+            for batch in _loader(ClipFrontend(manifest, extractor, start, stop), clips_per_batch, workers):
                 _commit_batch(writer, batch, extractor, manifest, labels, on_error, lap)
                 bar.update(len(batch))
         total = writer.seconds()
-        path = writer.finish({"extract_seconds": total,
-                              "clips_per_second": (len(manifest) / total) if total > 0 else 0.0,
-                              "device": str(extractor.device)})
-        log.info("wrote %s (%d clips, %.1f s)", path, len(manifest), total)
+        path = writer.finish({"extract_seconds": total, "clips_per_second": (stop - first) / total if total > 0 else 0.0,
+                              "device": str(extractor.device)}, allow_empty=shard is not None)
+        log.info("wrote %s (%d clips, %.1f s)", path, stop - first, total)
     return path
 
 

@@ -29,11 +29,17 @@ reads the journal and continues after the last committed batch. Only a finished 
 written and renamed to ``OUT.h5``. One process at a time writes a store: it holds an exclusive
 lock on ``OUT.h5.partial/lock``, and the journal records what its batches share (its version,
 the batching), so a resume never mixes incompatible batches.
+
+A sharded run (:mod:`deepfeat.shards`) writes one such store per contiguous range of clips, whose
+``config`` holds a ``shard`` entry (index, count, start, stop); :func:`deepfeat.merge.merge_stores`
+joins them, in order, into the store a single run would have written.
 """
 from __future__ import annotations
 
 import json
 import shutil
+import zipfile
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -131,16 +137,25 @@ def open_store(path: str | Path) -> h5py.File:
     return f
 
 
-def read_store(path: str | Path) -> FeatureSet:
+def read_store(path: str | Path, lazy: bool = False) -> FeatureSet:
     """Read a complete feature store; raises :class:`StoreError` with the file name otherwise
-    (also when a clip's rows repeat or are not contiguous: see :func:`check_rows`)."""
+    (also when a clip's rows repeat or are not contiguous: see :func:`check_rows`).
+
+    ``lazy``: ``features`` is a :class:`~deepfeat.rows.StoreRows` view that reads rows from the
+    file in blocks when asked (for stores larger than memory), not an array."""
     path = Path(path)
     with open_store(path) as f:
+        if lazy:
+            from .rows import StoreRows
+
+            features = StoreRows(path)
+        else:
+            features = f["features"][()]
         attrs = attrs_dict(f)
         ids = np.array(read_strings(f["ids"]), dtype=object)
         check_rows(path, ids, {name: f[name][()] for name in ROW_KEYS if name in f})
         return FeatureSet(
-            path=path, features=f["features"][()], ids=ids,
+            path=path, features=features, ids=ids,
             labels=f["labels"][()], folds=f["folds"][()], label_names=read_strings(f["label_names"]),
             window_starts=f["window_starts"][()] if "window_starts" in f else None,
             config=json.loads(attrs.get("config", "{}")), attrs=attrs, skipped=_pairs(f, "skipped"),
@@ -235,12 +250,15 @@ class StoreWriter:
 
     The writer holds the journal's lock until :meth:`finish` or :meth:`close` (or a ``with``
     block's end); a second writer raises :class:`StoreError` naming its pid. ``batching`` (e.g.
-    ``{"clips_per_batch": 32}``) is what a journal's batches share (see :func:`_check_journal`).
+    ``{"clips_per_batch": 32}``) is what a journal's batches share (see :func:`_check_journal`);
+    ``first_clip``: the manifest index of the first clip this store holds (a shard's start).
     """
 
     def __init__(self, path: str | Path, config: dict, label_names: list[str], n_clips: int,
-                 attrs: dict | None = None, overwrite: bool = False, batching: dict | None = None):
+                 attrs: dict | None = None, overwrite: bool = False, batching: dict | None = None,
+                 first_clip: int = 0):
         self.path = Path(path)
+        self.first_clip = int(first_clip)
         self.partial = Path(str(self.path) + ".partial")
         self.config_json = canonical_json(config)
         try:
@@ -273,7 +291,7 @@ class StoreWriter:
         for stale in self.partial.glob("*.tmp"):
             stale.unlink()
         self.batches = sorted(self.partial.glob("batch-*.npz"))
-        self._done = _check_journal(self.partial, self.header, batching, self.batches)
+        self._done = _check_journal(self.partial, self.header, batching, self.batches, self.first_clip)
 
     def __enter__(self) -> "StoreWriter":
         return self
@@ -322,33 +340,16 @@ class StoreWriter:
                 total += float(z["seconds"])
         return total
 
-    def finish(self, attrs: dict | None = None) -> Path:
-        """Write the HDF5 store from the committed batches, atomically publish it and release the lock."""
-        if not any(_batch_rows(b) for b in self.batches):
+    def finish(self, attrs: dict | None = None, allow_empty: bool = False) -> Path:
+        """Write the HDF5 store from the committed batches and atomically publish it.
+
+        ``allow_empty``: publish a store without feature rows (a shard whose clips were all
+        skipped) instead of raising."""
+        if not allow_empty and not any(_batch_rows(b) for b in self.batches):
             raise StoreError(f"{self.path}: no clip could be processed (see the skipped list in {self.partial} and "
                              "the log); check the audio files")
-        with atomic_path(self.path) as tmp, h5py.File(tmp, "w") as f:
-            stamp_format(f, FORMAT, FORMAT_VERSION)
-            f.attrs.update({"config": self.config_json, "n_clips": self.header["n_clips"], **self.header["attrs"],
-                            **(attrs or {})})
-            write_strings(f, "label_names", self.header["label_names"])
-            for group in ("skipped", "warnings"):
-                for name in ("ids", "reasons"):
-                    f.create_dataset(f"{group}/{name}", shape=(0,), maxshape=(None,), dtype=STR)
-            for b in self.batches:
-                with np.load(b) as z:
-                    if len(z["features"]):
-                        per_channel = "per_channel" in z.files and bool(z["per_channel"])
-                        if "features" not in f:
-                            _create_rows(f, z["features"].shape[1], bool(z["windowed"]), per_channel)
-                        names = ("features", "ids", "labels", "folds") + (("window_starts",) if z["windowed"] else ()) \
-                            + (("channels",) if per_channel else ())
-                        for name in names:
-                            _append(f[name], z[name] if name != "ids" else z[name].astype(object))
-                    for group, prefix in (("skipped", "skipped"), ("warnings", "warning")):
-                        for name in ("ids", "reasons"):
-                            _append(f[f"{group}/{name}"], z[f"{prefix}_{name}"].astype(object))
-            f.attrs["complete"] = True
+        write_store(self.path, self.config_json, self.header["n_clips"], self.header["label_names"],
+                     {**self.header["attrs"], **(attrs or {})}, _journal_blocks(self.batches))
         shutil.rmtree(self.partial, ignore_errors=True)
         self.close()
         return self.path
@@ -358,7 +359,7 @@ class StoreWriter:
         self._lock.release()
 
 
-def _check_journal(partial: Path, header: dict, batching: dict, batches: list[Path]) -> int:
+def _check_journal(partial: Path, header: dict, batching: dict, batches: list[Path], first_clip: int = 0) -> int:
     """The clips a journal's batches complete, after refusing one of another layout version or
     batching, or whose batches do not follow each other (two processes wrote it at once)."""
     fix = "pass --overwrite to start again"
@@ -370,7 +371,7 @@ def _check_journal(partial: Path, header: dict, batching: dict, batches: list[Pa
         difference = describe_difference(header.get("batching") or {}, batching).replace(" -> ", " (this run: ", 1)
         raise StoreError(f"{partial}: the unfinished journal was written with {difference}); rerun with the "
                          f"journal's setting to resume it, or {fix}")
-    done = 0
+    done = first_clip
     for b in batches:
         with np.load(b) as z:
             start, end = int(z["clips_start"]), int(z["clips_done"])
@@ -383,11 +384,69 @@ def _check_journal(partial: Path, header: dict, batching: dict, batches: list[Pa
 
 _LOCK = "lock"
 _HEADER = "header.json"
+_PAIR_GROUPS = (("skipped", "skipped"), ("warnings", "warning"))  #: store group, journal prefix of (id, reason) pairs
+_ROW_FIELDS = ("features", "ids", "labels", "folds", "window_starts", "channels")
+
+
+def committed_clips(path: str | Path) -> int:
+    """Clips (in manifest order) that the journal of the store ``path`` has committed: 0 when it
+    has no journal or no batch yet. Safe while a writer commits or finishes (for progress)."""
+    batches = sorted(Path(str(path) + ".partial").glob("batch-*.npz"))
+    try:
+        return _batch_clips_done(batches[-1]) if batches else 0
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):  # finished and removed meanwhile
+        return 0
+
+
+def _batch_clips_done(batch: Path) -> int:
+    with np.load(batch) as z:
+        return int(z["clips_done"])
 
 
 def _batch_rows(batch: Path) -> int:
     with np.load(batch) as z:
         return len(z["features"])
+
+
+def _journal_blocks(batches: list[Path]) -> Iterator[dict]:
+    """The journal's batches as row blocks for :func:`write_store`, one batch in memory at a time."""
+    for b in batches:
+        with np.load(b) as z:
+            per_channel = "per_channel" in z.files and bool(z["per_channel"])
+            yield {"features": z["features"], "ids": z["ids"].astype(object), "labels": z["labels"],
+                   "folds": z["folds"], "window_starts": z["window_starts"] if z["windowed"] else None,
+                   "channels": z["channels"] if per_channel else None,
+                   **{f"{group}_{part}": z[f"{prefix}_{part}"].astype(object)
+                      for group, prefix in _PAIR_GROUPS for part in ("ids", "reasons") if f"{prefix}_{part}" in z.files}}
+
+
+def write_store(path: Path, config_json: str, n_clips: int, label_names: list[str], attrs: dict,
+                blocks: Iterable[dict]) -> Path:
+    """Write a complete store at ``path``, atomically, from row ``blocks`` (one in memory at a time).
+
+    A block is a dict of ``features`` [n, D], ``ids``, ``labels``, ``folds``, ``window_starts`` [n]
+    (None unless windowed) and ``channels`` [n] (None unless one row per channel), and optionally
+    ``skipped_ids``/``skipped_reasons`` [k] and ``warnings_ids``/``warnings_reasons`` [k]."""
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        stamp_format(f, FORMAT, FORMAT_VERSION)
+        f.attrs.update({"config": config_json, "n_clips": n_clips, **attrs})
+        write_strings(f, "label_names", label_names)
+        for group, _ in _PAIR_GROUPS:
+            for name in ("ids", "reasons"):
+                f.create_dataset(f"{group}/{name}", shape=(0,), maxshape=(None,), dtype=STR)
+        for block in blocks:
+            if len(block["features"]):
+                if "features" not in f:
+                    _create_rows(f, block["features"].shape[1], block["window_starts"] is not None,
+                                 block.get("channels") is not None)
+                for name in _ROW_FIELDS:
+                    if name in f:
+                        _append(f[name], block[name])
+            for group, _ in _PAIR_GROUPS:
+                for name in ("ids", "reasons"):
+                    _append(f[f"{group}/{name}"], block.get(f"{group}_{name}", ()))
+        f.attrs["complete"] = True
+    return Path(path)
 
 
 def _create_rows(f: h5py.File, dim: int, windowed: bool, per_channel: bool = False) -> None:

@@ -129,6 +129,50 @@ def _split_decisions(pipeline, grid, X, y, train, test):
     return out, not_converged
 
 
+def indexed_class_weight(class_weight, classes):
+    """``class_weight`` with a dict's class labels replaced by their index in ``classes``."""
+    if not isinstance(class_weight, dict):
+        return class_weight
+    index = {str(c): i for i, c in enumerate(classes)}
+    return {index[str(k)]: v for k, v in class_weight.items() if str(k) in index}
+
+
+def cv_splits(y: np.ndarray, groups, cv: int, who: str = "the SVM") -> tuple[list, np.ndarray]:
+    """Cross-validation splits ``[(train rows, held-out rows), ...]`` and each row's held-out split [N]:
+    one group held out at a time, or stratified ``cv``-fold without ``groups``."""
+    from sklearn.model_selection import LeaveOneGroupOut, StratifiedKFold
+
+    if groups is not None:
+        groups = np.asarray(groups)
+        if np.unique(groups).size < 2:
+            raise ValueError(f"{who}: cross-validation needs at least 2 groups (development folds)")
+        return list(LeaveOneGroupOut().split(np.zeros(len(y)), y, groups)), groups
+    splits = list(StratifiedKFold(cv).split(np.zeros(len(y)), y))
+    split_of = np.empty(len(y), dtype=np.int64)
+    for i, (_, held) in enumerate(splits):
+        split_of[held] = i
+    return splits, split_of
+
+
+def grid_table(grid, row_scores: list[np.ndarray], y: np.ndarray, split_of: np.ndarray, clips, metric: str
+               ) -> tuple[float, list[dict]]:
+    """The C of ``grid`` whose held-out decision scores ``row_scores[i]`` [N, n_classes] score best,
+    and the table of every C: mean, std and per-split ``metric``. Scores are pooled per clip
+    (``clips`` [N], optional) before the metric; ties go to the smaller C. ``y``: class indices."""
+    from .protocol import make_units, pool_scores
+
+    units = make_units(np.arange(len(y)).astype(str) if clips is None else clips, y, split_of)
+    names = [str(c) for c in range(row_scores[0].shape[1])]
+    table = []
+    for c, scores in zip(grid, row_scores):
+        pooled = pool_scores(scores, units.row_unit, len(units)).argmax(axis=1)
+        values = [classification_metrics(units.labels[m], pooled[m], names)[metric]
+                  for m in (units.folds == g for g in np.unique(units.folds))]
+        table.append({"C": c, metric: float(np.mean(values)), f"{metric}_std": float(np.std(values)),
+                      f"fold_{metric}": values})
+    return max(table, key=lambda r: (r[metric], -r["C"]))["C"], table
+
+
 class TunedSVM(ClassifierMixin, BaseEstimator):
     """Standardisation + linear SVM whose ``C`` is chosen from ``Cs`` by cross-validation.
 
@@ -178,10 +222,7 @@ class TunedSVM(ClassifierMixin, BaseEstimator):
         self.classes_, y_index = np.unique(y, return_inverse=True)
         if len(self.classes_) < 2:
             raise ValueError(f"TunedSVM needs at least 2 classes in y, got 1 class ({self.classes_[0]!r})")
-        class_weight = self.class_weight
-        if isinstance(class_weight, dict):  # the pipeline is fitted on class indices
-            index = {str(c): i for i, c in enumerate(self.classes_)}
-            class_weight = {index[str(k)]: v for k, v in class_weight.items() if str(k) in index}
+        class_weight = indexed_class_weight(self.class_weight, self.classes_)  # the pipeline is fitted on indices
         grid = check_c_grid(self.Cs)
         check_metric(self.select_metric)
         pipeline = make_svm(kind=self.kind, class_weight=class_weight)
@@ -197,42 +238,18 @@ class TunedSVM(ClassifierMixin, BaseEstimator):
                          "cv": self.cv_results_, "not_converged_fits": not_converged + int(_not_converged(self.model_))}
         return self
 
-    def _splits(self, X, y, groups):
-        from sklearn.model_selection import LeaveOneGroupOut, StratifiedKFold
-
-        if groups is not None:
-            groups = np.asarray(groups)
-            if np.unique(groups).size < 2:
-                raise ValueError("TunedSVM: cross-validation needs at least 2 groups (development folds)")
-            return list(LeaveOneGroupOut().split(X, y, groups)), groups
-        splits = list(StratifiedKFold(self.cv).split(X, y))
-        split_of = np.empty(len(y), dtype=np.int64)
-        for i, (_, held) in enumerate(splits):
-            split_of[held] = i
-        return splits, split_of
-
     def _search(self, pipeline, grid, X, y, groups, clips):
         """(best C, CV table, fits that did not converge) of the grid search."""
         from joblib import Parallel, delayed
 
-        from .protocol import make_units, pool_scores
-
-        splits, split_of = self._splits(X, y, groups)
-        units = make_units(np.arange(len(y)).astype(str) if clips is None else clips, y, split_of)
+        splits, split_of = cv_splits(y, groups, self.cv, type(self).__name__)
         outputs = Parallel(n_jobs=self.n_jobs, prefer="threads")(
             delayed(_split_decisions)(pipeline, grid, X, y, train, held) for train, held in splits)
-        names = [str(c) for c in range(len(self.classes_))]
-        table = []
-        for i, c in enumerate(grid):
-            row_scores = np.full((len(y), len(self.classes_)), np.nan)
-            for (_, held), (split_scores, _) in zip(splits, outputs):
-                row_scores[held] = split_scores[i]
-            pooled = pool_scores(row_scores, units.row_unit, len(units)).argmax(axis=1)
-            values = [classification_metrics(units.labels[m], pooled[m], names)[self.select_metric]
-                      for m in (units.folds == g for g in np.unique(units.folds))]
-            table.append({"C": c, self.select_metric: float(np.mean(values)),
-                          f"{self.select_metric}_std": float(np.std(values)), f"fold_{self.select_metric}": values})
-        best = max(table, key=lambda r: (r[self.select_metric], -r["C"]))["C"]
+        row_scores = [np.full((len(y), len(self.classes_)), np.nan) for _ in grid]
+        for (_, held), (split_scores, _) in zip(splits, outputs):
+            for i in range(len(grid)):
+                row_scores[i][held] = split_scores[i]
+        best, table = grid_table(grid, row_scores, y, split_of, clips, self.select_metric)
         return best, table, sum(o[1] for o in outputs)
 
     def decision_function(self, X):

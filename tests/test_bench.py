@@ -17,7 +17,7 @@ from deepfeat.datasets import load_manifest
 from deepfeat.store import read_store
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-SIBLINGS = ("common", "measure", "memory", "report")
+SIBLINGS = ("common", "measure", "memory", "report", "scaleout")
 HAS_PSS = hasattr(psutil.Process().memory_full_info(), "pss")
 
 
@@ -245,6 +245,28 @@ def test_report_readme_shows_skipped_measurements(report):
     assert "| birdnet | | | skipped: BirdNET needs the LiteRT runtime |" in readme
     assert "- svm: RuntimeError: boom" in readme
     assert "MISS" not in readme and "PASS" not in readme  # nothing measured, nothing judged
+
+
+@pytest.mark.parametrize("sgd_rss, verdict", [(300.0, True), (2000.0, False)])
+def test_report_scaleout_section_and_sgd_memory_target(report, sgd_rss, verdict):
+    workers = {"network": "efficientnet_lite0", "weights": "imagenet", "clips": 200, "shards": 4,
+               "runs": {"in-process": {"wall_seconds": 20.0, "clips_per_s": 10.0},
+                        "local:1": {"wall_seconds": 25.0, "clips_per_s": 8.0},
+                        "local:2": {"wall_seconds": 24.0, "clips_per_s": 8.3}},
+               "local2_over_local1": 8.3 / 8.0, "local1_over_in_process": 0.8}
+    runs = {"sgd": {"seconds": 30.0, "peak_rss_mib": sgd_rss, "test_accuracy": 0.9},
+            "svc": {"seconds": 90.0, "peak_rss_mib": 2500.0, "test_accuracy": 0.91}}
+    sgd = {"rows": 20000, "dim": 1280, "classes": 10, "folds": 5, "runs": runs, "sgd_over_svc": sgd_rss / 2500.0}
+    text = "\n".join(report.scaleout_section(workers, sgd))
+    assert "| local:2 | 24.0 | 8.30 |" in text and "2 workers / 1 worker: **1.04x**" in text
+    assert f"| sgd | 30.0 | {sgd_rss:,.0f} | 90 % |" in text and "| svc | 90.0 | 2,500 | 91 % |" in text
+    (target,) = [r for r in report.targets({"workers": workers, "sgd_memory": sgd}) if "sgd" in r["target"]]
+    assert target["pass"] is verdict and target["measured"] == sgd_rss / 2500.0
+
+
+def test_bench_opt_in_sections_are_not_run_by_default(bench):
+    assert set(bench.OPT_IN_SECTIONS).isdisjoint(bench.parse_args([]).sections.split(","))
+    assert bench._names("svm,workers,sgd_memory", bench.SECTIONS + bench.OPT_IN_SECTIONS, "section")
 
 
 # --- bench (the entry) -------------------------------------------------------------------------------

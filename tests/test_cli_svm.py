@@ -124,7 +124,8 @@ def _set(path, name, fn):
     (None, ["--c-grid", "0,1"], "positive"),
     ("missing", [], "no such feature store"),
 ])
-def test_bad_input_is_one_error_line(tmp_path, capsys, edit, args, words):
+@pytest.mark.parametrize("kind", ["svc", "sgd"])
+def test_bad_input_is_one_error_line(tmp_path, capsys, edit, args, words, kind):
     data = blobs(n_classes=3, seed=2)
     if edit == "empty":
         data = {**data, **{k: data[k][:0] for k in ("features", "ids", "labels", "folds")}}
@@ -133,7 +134,7 @@ def test_bad_input_is_one_error_line(tmp_path, capsys, edit, args, words):
         write_store(path, data)
     if callable(edit):
         edit(path)
-    status, out, err = run(["svm", str(path), "-o", str(tmp_path / "run"), *args], capsys)
+    status, out, err = run(["svm", str(path), "-o", str(tmp_path / "run"), "--svm", kind, *args], capsys)
     assert status == 2 and out == ""
     assert err.startswith("Error: ") and err.count("\n") == 1 and words in err
     if "--c-grid" not in args:

@@ -15,6 +15,7 @@ from sklearn.utils.validation import validate_data
 from deepfeat.crnn import CRNNArchitecture, CRNNClassifier
 from deepfeat.finetune import FineTunedCNN
 from deepfeat.fusion import MajorityVote, MeanFusion, StackingFusion, WeightedFusion
+from deepfeat.sgd import StreamingSVM
 from deepfeat.svm import TunedSVM
 from deepfeat.training.config import TrainConfig
 from deepfeat.training.ensemble import SeedEnsemble
@@ -76,7 +77,8 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-@parametrize_with_checks([TunedSVM(n_jobs=1), TunedSVM(kind="linearsvc", n_jobs=1), *FUSIONS],
+@parametrize_with_checks([TunedSVM(n_jobs=1), TunedSVM(kind="linearsvc", n_jobs=1),
+                          StreamingSVM(Cs=(0.1, 10.0), epochs=5, block_rows=64), *FUSIONS],
                          expected_failed_checks=expected_failures, xfail_strict=True)
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
