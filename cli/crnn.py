@@ -3,12 +3,39 @@ from __future__ import annotations
 
 import click
 
-from deepfeat.augment import AUGMENTATION_NAMES
-from deepfeat.crnn.config import ARCHITECTURES, CRNN_MEL, DEFAULT_DURATION, TrainingConfig
+from .options import LazyChoice, LibraryDefault, fold_option, json_option, quiet_option, show_run
 
-from .options import fold_option, json_option, quiet_option, show_run
 
-_TRAINING = TrainingConfig()
+def _training(name: str) -> LibraryDefault:
+    """The default of ``TrainingConfig.<name>``, read when needed (the CRNN modules import numpy)."""
+    def read():
+        from deepfeat.config import field_default
+        from deepfeat.crnn.config import TrainingConfig
+
+        return field_default(TrainingConfig, name)
+
+    return LibraryDefault(read)
+
+
+def _mel(name: str) -> LibraryDefault:
+    def read():
+        from deepfeat.crnn.config import CRNN_MEL
+
+        return getattr(CRNN_MEL, name)
+
+    return LibraryDefault(read)
+
+
+def _variants():
+    from deepfeat.crnn.config import ARCHITECTURES
+
+    return list(ARCHITECTURES)
+
+
+def _duration():
+    from deepfeat.crnn.config import DEFAULT_DURATION
+
+    return DEFAULT_DURATION
 
 
 @click.command("crnn")
@@ -16,29 +43,29 @@ _TRAINING = TrainingConfig()
 @fold_option
 @click.option("-o", "--output", "run_dir", default=None, type=click.Path(file_okay=False),
               help="Run folder (default: results/<dataset>/<system>).")
-@click.option("--variant", type=click.Choice(list(ARCHITECTURES)), default="esc", show_default=True,
+@click.option("--variant", type=LazyChoice(_variants), default="esc", show_default=True,
               help="esc: 4 blocks of 3x3 convolutions (paper §3.2.2); dcase: 5x5, 4x4, 3x3 blocks (§3.2.1).")
 @click.option("--augment", default="none", show_default=True, metavar="LIST",
-              help=f"Comma-separated, from {', '.join(AUGMENTATION_NAMES)}; or all / none. stretch: 0.8x, 1.2x; "
-                   "pitch: ±2 semitones; noise: 5, 15 dB SNR; specaugment: 2+2 masks, width ≤ 20; patch: patch "
-                   "replacement; mixup: α 0.2.")
-@click.option("--epochs", type=int, default=_TRAINING.epochs, show_default=True)
-@click.option("--batch-size", type=int, default=_TRAINING.batch_size, show_default=True)
-@click.option("--lr", "learning_rate", type=float, default=_TRAINING.learning_rate, show_default=True,
+              help="Comma-separated, or all / none. stretch: 0.8x, 1.2x; pitch: ±2 semitones; noise: 5, 15 dB "
+                   "SNR; specaugment: 2+2 masks, width ≤ 20; patch: patch replacement; mixup: α 0.2.")
+@click.option("--epochs", type=int, default=_training("epochs"), show_default=True)
+@click.option("--batch-size", type=int, default=_training("batch_size"), show_default=True)
+@click.option("--lr", "learning_rate", type=float, default=_training("learning_rate"), show_default=True,
               help="Adam learning rate.")
-@click.option("--seed", type=int, default=_TRAINING.seed, show_default=True,
+@click.option("--seed", type=int, default=_training("seed"), show_default=True,
               help="Seed of initialisation, shuffling, augmentation.")
-@click.option("--duration", type=float, default=DEFAULT_DURATION, show_default=True,
+@click.option("--duration", type=float, default=LibraryDefault(_duration), show_default=True,
               help="Pad or crop every clip to this, seconds.")
-@click.option("--clip-db", type=float, default=CRNN_MEL.clip_db, show_default=True, help="Mel floor below the maximum, dB.")
-@click.option("--window", type=float, default=CRNN_MEL.window, show_default=True, help="Mel window length, seconds.")
-@click.option("--hop", type=float, default=CRNN_MEL.hop, show_default=True, help="Mel hop, seconds.")
-@click.option("--n-mels", type=int, default=CRNN_MEL.n_mels, show_default=True)
-@click.option("--sample-rate", "-sr", type=int, default=CRNN_MEL.sample_rate, show_default=True,
+@click.option("--clip-db", type=float, default=_mel("clip_db"), show_default=True, help="Mel floor below the maximum, dB.")
+@click.option("--window", type=float, default=_mel("window"), show_default=True, help="Mel window length, seconds.")
+@click.option("--hop", type=float, default=_mel("hop"), show_default=True, help="Mel hop, seconds.")
+@click.option("--n-mels", type=int, default=_mel("n_mels"), show_default=True)
+@click.option("--sample-rate", "-sr", type=int, default=_mel("sample_rate"), show_default=True,
               help="Resample to this rate, Hz.")
 @click.option("--mel-cache", default=None, type=click.Path(dir_okay=False),
               help="HDF5 mel cache (default: features/<dataset>-crnn-mels-<hash>.h5, one per mel setting).")
-@click.option("--workers", type=int, default=None, help="Processes computing mels (default: CPU count, at most 4).")
+@click.option("--workers", type=click.IntRange(min=0), default=None,
+              help="Processes computing mels, before training (default: one per available core).")
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 ... (default: CUDA when available).")
 @click.option("--threads", type=int, default=1, show_default=True,
               help="CPU threads for torch; 0: one per core. The small convolutions gain little from threads.")
@@ -57,6 +84,7 @@ def crnn(data, fold, run_dir, variant, augment, epochs, batch_size, learning_rat
 
     from deepfeat.augment import AugmentConfig
     from deepfeat.crnn import run_crnn, system_name
+    from deepfeat.crnn.config import ARCHITECTURES, CRNN_MEL, TrainingConfig
     from deepfeat.datasets import load_manifest
     from deepfeat.evaluation import default_run_dir
 

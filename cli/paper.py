@@ -4,10 +4,24 @@ from __future__ import annotations
 
 import click
 
-from deepfeat.config import field_default
-from deepfeat.experiment import PAPER_FEATURES, Experiment
+from .options import LazyChoice, LibraryDefault, fold_option
 
-from .options import LazyChoice, fold_option
+
+def _default(name: str) -> LibraryDefault:
+    """The default of ``Experiment.<name>``, read when needed (the experiment module imports numpy)."""
+    def read():
+        from deepfeat.config import field_default
+        from deepfeat.experiment import Experiment
+
+        return field_default(Experiment, name)
+
+    return LibraryDefault(read)
+
+
+def _paper_features() -> tuple[str, ...]:
+    from deepfeat.experiment import PAPER_FEATURES
+
+    return tuple(f"{s.network}:{s.weights}" if s.weights else s.network for s in PAPER_FEATURES)
 
 
 def _methods():
@@ -20,19 +34,19 @@ def _methods():
 @click.argument("data", type=click.Path(exists=True))
 @fold_option
 @click.option("-n", "--features", "feature_sets", multiple=True, metavar="NETWORK[:WEIGHTS]",
-              help="Feature set to extract and classify; repeat it (default: "
-                   + ", ".join(f"{s.network}:{s.weights}" if s.weights else s.network for s in PAPER_FEATURES) + ").")
-@click.option("--crnn-epochs", type=int, default=field_default(Experiment, "crnn_epochs"), show_default=True,
+              default=LibraryDefault(_paper_features), show_default=True,
+              help="Feature set to extract and classify; repeat it.")
+@click.option("--crnn-epochs", type=int, default=_default("crnn_epochs"), show_default=True,
               help="CRNN training epochs; 0: no CRNN.")
-@click.option("--crnn-augment", default=field_default(Experiment, "crnn_augment"), show_default=True,
+@click.option("--crnn-augment", default=_default("crnn_augment"), show_default=True,
               help="CRNN augmentations (as `deepfeat crnn --augment`).")
 @click.option("-m", "--method", "methods", type=LazyChoice(_methods), multiple=True,
-              default=field_default(Experiment, "methods"), show_default=True,
+              default=_default("methods"), show_default=True,
               help="Fusion methods (see `deepfeat fuse --help`); repeat it.")
-@click.option("--features-dir", type=click.Path(file_okay=False), default=field_default(Experiment, "features_dir"),
+@click.option("--features-dir", type=click.Path(file_okay=False), default=_default("features_dir"),
               show_default=True, help="Where the feature stores go.")
 @click.option("--results", "results_root", type=click.Path(file_okay=False),
-              default=field_default(Experiment, "results_root"), show_default=True,
+              default=_default("results_root"), show_default=True,
               help="Results root: runs go to RESULTS/<dataset>/<system>/.")
 @click.option("--device", default=None, help="cpu, cuda, ... for extract and crnn (default: CUDA when available).")
 @click.option("--dry-run", is_flag=True, help="Print the commands and what is already done; run nothing.")
@@ -43,7 +57,7 @@ def paper(data, fold, feature_sets, crnn_epochs, crnn_augment, methods, features
     """
     from pathlib import Path
 
-    from deepfeat.experiment import FeatureSpec, run_experiment
+    from deepfeat.experiment import PAPER_FEATURES, Experiment, FeatureSpec, run_experiment
 
     exp = Experiment(Path(data), fold=fold,
                      features=tuple(FeatureSpec.parse(f) for f in feature_sets) or PAPER_FEATURES,

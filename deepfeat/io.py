@@ -31,6 +31,12 @@ FORMAT_NAMES = {"deepfeat.features": "deepfeat feature store", "deepfeat.scores"
                 "deepfeat.mels": "deepfeat mel cache"}
 
 
+def cache_dir(*parts: str) -> Path:
+    """deepfeat's cache folder, ``$XDG_CACHE_HOME/deepfeat`` (default ``~/.cache/deepfeat``), or a
+    folder below it (``parts``); not created here."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache", "deepfeat", *parts)
+
+
 @contextmanager
 def atomic_path(path: str | Path, fsync: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success rename it to ``path``, on failure delete it.
