@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .options import LibraryDefault, quiet_option
+from .options import LibraryDefault, quiet_option, threads_option, workers_option
 from .plot_options import plot_config_from, plot_options
 
 
@@ -42,7 +42,8 @@ def _clips_per_batch() -> int:
               help="With a label CSV as DATA: folder its file paths are relative to.")
 @click.option("--batch-size", type=int, default=LibraryDefault(_clips_per_batch), show_default=True,
               help="Clips per committed batch (the network's own batch is chosen per device).")
-@click.option("--workers", type=int, default=None, help="Front-end worker processes (default: CPU count, at most 4).")
+@workers_option
+@threads_option
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 ... (default: CUDA when available).")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "fp16"]), default="auto", show_default=True,
               help="auto: fp16 on CUDA, fp32 on CPU.")
@@ -52,8 +53,8 @@ def _clips_per_batch() -> int:
 @click.option("--overwrite", is_flag=True, help="Replace a store made with another configuration.")
 @plot_options
 @quiet_option
-def extract(data, network, weights, out, layer, audio_root, batch_size, workers, device, precision, seed, on_error,
-            overwrite, quiet, **plot_kwargs):
+def extract(data, network, weights, out, layer, audio_root, batch_size, workers, threads, device, precision, seed,
+            on_error, overwrite, quiet, **plot_kwargs):
     """Extract features of every clip in DATA into the HDF5 store OUT.
 
     DATA is an ESC-50 or UrbanSound8K folder, a folder per class, a flat folder of audio, or a
@@ -65,7 +66,7 @@ def extract(data, network, weights, out, layer, audio_root, batch_size, workers,
     extractor = make_extractor(network, weights=weights, plot=plot_config_from(plot_kwargs), layer=layer,
                                device=device, precision=precision, seed=seed)
     manifest = load_manifest(data, audio_root)
-    path = extract_features(manifest, extractor, out, clips_per_batch=batch_size, workers=workers, on_error=on_error,
-                            overwrite=overwrite, progress=not quiet)
+    path = extract_features(manifest, extractor, out, clips_per_batch=batch_size, workers=workers, threads=threads,
+                            on_error=on_error, overwrite=overwrite, progress=not quiet)
     if not quiet:
         click.echo(f"wrote {path}")

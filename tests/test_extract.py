@@ -47,10 +47,22 @@ def test_store_contents(reference_store, demo_dir):
     assert "committed 25/25 clips" in log
 
 
-def test_worker_processes_give_identical_features(reference_store, demo_dir, tmp_path):
-    out = extract_features(load_manifest(demo_dir), lite0(), tmp_path / "w.h5", clips_per_batch=4, workers=2,
-                           progress=False)
+@pytest.mark.parametrize("workers,threads", [(2, None), (1, 1), (0, 3)])
+def test_features_do_not_depend_on_the_plan(reference_store, demo_dir, tmp_path, workers, threads):
+    out = extract_features(load_manifest(demo_dir), lite0(), tmp_path / "w.h5", clips_per_batch=4, workers=workers,
+                           threads=threads, progress=False)
     np.testing.assert_array_equal(read_store(out).features, read_store(reference_store).features)
+    attrs = read_store(out).attrs
+    assert attrs["workers"] == workers and attrs["threads"] == (threads or attrs["threads"]) >= 1
+
+
+def test_plan_and_load_are_reported(demo_dir, tmp_path, capsys):
+    out = extract_features(load_manifest(demo_dir), lite0(), tmp_path / "p.h5", workers=0, threads=1, progress=True)
+    err = capsys.readouterr().err
+    assert "loading efficientnet_lite0 (imagenet weights, cpu; 1 torch thread, front end in this process" in err
+    attrs = read_store(out).attrs
+    assert attrs["load_seconds"] > 0 and attrs["threads"] == 1 and attrs["workers"] == 0
+    assert "plan: 1 torch thread, front end in this process" in Path(str(out) + ".log").read_text()
 
 
 def test_complete_store_is_not_recomputed(reference_store, demo_dir):

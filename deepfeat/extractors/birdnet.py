@@ -15,6 +15,7 @@ Licence of the model: CC BY-NC-SA 4.0 (non-commercial).
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -78,7 +79,7 @@ class BirdNETExtractor(Extractor):
         if hop <= 0:
             raise ConfigError(f"{name}: the window hop must be positive seconds, got {hop}")
         self.hop = float(hop)  #: seconds between window starts
-        self.threads = threads or torch.get_num_threads()
+        self.threads = threads  #: LiteRT threads; None: torch's thread count when loaded
         self._interpreter = None
 
     @property
@@ -93,15 +94,20 @@ class BirdNETExtractor(Extractor):
     def is_loaded(self) -> bool:
         return self._interpreter is not None
 
-    def load(self) -> None:
-        """Open the interpreter (main process only: it cannot be pickled or shared across a fork)."""
+    def resolve_weights(self) -> Path:
         try:
             path, self.weights_sha256 = weights_registry.resolve_choice(self.name, self.weights, self.WEIGHTS)
         except WeightsError as e:
             if self.weights in self.WEIGHTS:
                 raise WeightsError(f"{e}. The BirdNET model file is missing: {INSTALL_HINT}") from None
             raise
-        interpreter = litert_interpreter(path, self.threads)
+        return path
+
+    def load(self) -> None:
+        """Open the interpreter (main process only: it cannot be pickled or shared across a fork) with
+        :attr:`threads` threads (default: torch's, as the extract plan sets them)."""
+        path = self.resolve_weights()
+        interpreter = litert_interpreter(path, self.threads or torch.get_num_threads())
         (inp,) = interpreter.get_input_details()
         if tuple(inp["shape_signature"]) != (-1, INPUT_SAMPLES):
             raise WeightsError(f"{path}: input shape {tuple(inp['shape_signature'])}, expected (-1, {INPUT_SAMPLES}) "
