@@ -7,7 +7,6 @@ it exists for parity and comparison. Low frequencies are at the bottom in both.
 """
 from __future__ import annotations
 
-import logging
 import re
 from functools import lru_cache
 from pathlib import Path
@@ -16,8 +15,6 @@ import numpy as np
 from PIL import Image
 
 from .config import PlotConfig
-
-log = logging.getLogger(__name__)
 
 
 def _lut_file(name: str) -> Path | None:
@@ -31,33 +28,23 @@ def _lut_file(name: str) -> Path | None:
     return cache_dir("colormaps", f"matplotlib-{version('matplotlib')}") / f"{name}.npy"
 
 
+def _make_lut(name: str) -> np.ndarray:
+    import matplotlib
+
+    cmap = matplotlib.colormaps[name].resampled(256)
+    return np.round(cmap(np.arange(256))[:, :3] * 255.0).astype(np.uint8)
+
+
 @lru_cache(maxsize=32)
 def colormap_lut(name: str) -> np.ndarray:
     """The colour map as a uint8 lookup table [256, 3].
 
     Made with matplotlib once per matplotlib version and kept in deepfeat's cache folder
-    (:func:`deepfeat.io.cache_dir`), so later runs read a file instead of importing matplotlib.
+    (:func:`deepfeat.io.cached_array`), so later runs read a file instead of importing matplotlib.
     """
-    path = _lut_file(name)
-    try:
-        lut = np.load(path, allow_pickle=False) if path is not None else None
-        if lut is not None and lut.shape == (256, 3) and lut.dtype == np.uint8:
-            return lut
-    except (OSError, ValueError):
-        pass
-    import matplotlib
+    from .io import cached_array
 
-    cmap = matplotlib.colormaps[name].resampled(256)
-    lut = np.round(cmap(np.arange(256))[:, :3] * 255.0).astype(np.uint8)
-    if path is not None:
-        from .io import atomic_path
-
-        try:
-            with atomic_path(path) as tmp, open(tmp, "wb") as f:
-                np.save(f, lut)
-        except OSError as e:  # a read-only home: make it again next time
-            log.debug("cannot cache colour map %s in %s: %s", name, path, e)
-    return lut
+    return cached_array(_lut_file(name), lambda: _make_lut(name), (256, 3), np.uint8)
 
 
 def _unit(db: np.ndarray, clip_db: float) -> np.ndarray:

@@ -41,6 +41,14 @@ def test_versions_and_colour_maps_without_importing_their_packages(tmp_path):
     assert versions["scikit-learn"] == sklearn.__version__ and versions["librosa"] == librosa.__version__
 
 
+def test_front_end_with_warm_caches_imports_neither_librosa_stft_nor_matplotlib(tmp_path):
+    code = ("import sys\nfrom deepfeat.extract import make_extractor\n"
+            "make_extractor('efficientnet_lite0', device='cpu').warm_frontend()\n"
+            "print([m for m in ('numba', 'scipy.signal', 'matplotlib', 'librosa.core') if m in sys.modules])")
+    _run(code, XDG_CACHE_HOME=str(tmp_path))  # makes the filterbank and colour-map caches
+    assert _run(code, XDG_CACHE_HOME=str(tmp_path)) == "[]"
+
+
 def test_builtin_colour_maps_are_matplotlibs():
     assert BUILTIN_COLORMAPS <= set(matplotlib.colormaps)
     assert {"magma", "viridis", "gray"} <= BUILTIN_COLORMAPS
