@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy.special import expit
 
 from .. import weights as weights_registry
 from ..audio import frame_windows
@@ -134,6 +133,8 @@ class BirdNETExtractor(Extractor):
             self._interpreter.invoke()
             out[i] = self._interpreter.get_tensor(self._output)[0]
         if self.layer == "scores":
+            from scipy.special import expit  # here: every extract run imports this module, few need it
+
             out = expit(out)
         return out
 
