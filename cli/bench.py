@@ -31,7 +31,7 @@ def load_benchmark():
 @click.command("bench", context_settings={"ignore_unknown_options": True, "help_option_names": []})
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def bench(args):
-    """Speed benchmark: front end, CNN forward vs naive, end to end, audio models, svm, crnn, memory.
+    """Speed benchmark: front end, forward, end to end, start-up, busy machine, CPU plans, GPU, memory.
 
     Writes results/bench/README.md and bench.json. `deepfeat bench --help` lists its options.
     """

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import platform
 import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -64,11 +66,24 @@ class ClipFrontend(Dataset):
             return PreparedClip(index, None, None, None, f"{clip.path}: {type(e).__name__}: {e}")
 
 
-def _pack(items: list[PreparedClip]):
+#: below this much free shared memory (``/dev/shm``; a container's default is 64 MB) workers pickle their batches
+MIN_SHARED_MEMORY = 2**30
+
+
+def _shared_memory_free() -> int:
+    try:
+        st = os.statvfs("/dev/shm")
+    except OSError:
+        return 0
+    return st.f_bavail * st.f_frsize
+
+
+def _pack(items: list[PreparedClip], share: bool = True):
     """A worker's batch for the trip to the main process: the clips' inputs in one tensor, which
-    torch passes through shared memory (one segment per batch) instead of pickling each array."""
+    torch passes through shared memory (one segment per batch) instead of pickling each array
+    (``share`` False: as they are, pickled)."""
     good = [c for c in items if c.error is None]
-    if not good or len({c.inputs.dtype for c in good}) > 1:
+    if not share or not good or len({c.inputs.dtype for c in good}) > 1:
         return items, None, []
     flat = torch.from_numpy(np.concatenate([c.inputs.ravel() for c in good]))
     shapes = [c.inputs.shape for c in good]
@@ -230,8 +245,9 @@ def _frontend_batches(manifest: Manifest, extractor: Extractor, start: int, clip
     dataset = ClipFrontend(manifest, extractor, start)
     if plan.workers == 0:
         return _inline_batches(dataset, clips_per_batch, plan.threads)
+    collate = partial(_pack, share=_shared_memory_free() >= MIN_SHARED_MEMORY)
     loader = DataLoader(dataset, batch_size=clips_per_batch, shuffle=False, num_workers=plan.workers,
-                        collate_fn=_pack, prefetch_factor=4, multiprocessing_context="fork")
+                        collate_fn=collate, prefetch_factor=4, multiprocessing_context="fork")
     return map(_unpack, iter(loader))  # iter: the workers start now
 
 

@@ -187,3 +187,18 @@ def test_ctrl_c_keeps_finished_batches(many_clips, tmp_path):
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "rerun the same command to resume" in err
     assert Path(str(out) + ".partial").exists()
+
+
+@pytest.mark.parametrize("share", [True, False])
+def test_worker_batches_are_unpacked_as_they_were_packed(share):
+    from deepfeat.extract import PreparedClip, _pack, _unpack
+
+    rng = np.random.default_rng(0)
+    shapes = [(1, 4, 5, 3), None, (3, 4, 5, 3)]
+    items = [PreparedClip(i, rng.integers(0, 255, s, dtype=np.uint8), np.array([s[0]]), np.zeros(1)) if s else
+             PreparedClip(i, None, None, None, "x.wav: cannot decode") for i, s in enumerate(shapes)]
+    expected = [None if c.inputs is None else c.inputs.copy() for c in items]
+    packed = _pack(items, share)
+    assert (packed[1] is not None) == share and (items[0].inputs is None) == share
+    for clip, want in zip(_unpack(packed), expected):
+        assert (clip.inputs is None and want is None) or np.array_equal(clip.inputs, want)
