@@ -138,6 +138,10 @@ def ensure_mel_cache(path: str | Path, manifest: Manifest, mel: MelConfig, durat
         return path
     names = [ORIGINAL if aug is None else aug.name for aug in todo]
     start = time.perf_counter()
+    # Once here, before the workers fork: they inherit the imports (librosa.effects) and the filterbank.
+    for aug in todo:
+        silence = np.zeros(mel.sample_rate // 4, np.float32)
+        log_mel(silence if aug is None else aug.apply(silence, mel.sample_rate, "warm-up"), mel)
     results = _map_clips(clip_mels, [(c.path, c.id, mel, duration, todo) for c in manifest.clips],
                          available_cores() if workers is None else workers)
     if progress:
