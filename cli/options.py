@@ -11,8 +11,8 @@ workers_option = click.option("--workers", type=click.IntRange(min=0), default=N
                               help="Front-end processes (decode, mel images); 0: in this process. Default: 0 below "
                                    "4 cores, else cores/4; with CUDA, cores - 1.")
 threads_option = click.option("--threads", type=click.IntRange(min=0), default=None,
-                              help="torch CPU threads. Default (or 0): the cores the workers leave. The features "
-                                   "do not depend on --workers or --threads.")
+                              help="torch CPU threads. Default (or 0): the cores the workers leave. Features do not "
+                                   "depend on --workers; on --threads by float32 rounding for some networks.")
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON instead of a table.")
 fold_option = click.option("--fold", type=int, default=5, show_default=True,
                            help="Held-out test fold; the other folds form the development set.")

@@ -281,7 +281,8 @@ def extract_features(manifest: Manifest, extractor: Extractor, out: str | Path, 
     workers, threads : int, optional
         Front-end worker processes (0: in this process) and torch threads; defaults from
         :func:`deepfeat.threads.plan_threads` (workers + threads = the available cores). The
-        features do not depend on them.
+        features do not depend on ``workers``; on ``threads`` only by float32 rounding, for some
+        networks (:mod:`deepfeat.threads`).
     on_error : {"skip", "fail"}
         ``skip`` records undecodable clips in the store's ``skipped`` group and the log and goes
         on; ``fail`` stops at the first one with its error.

@@ -11,7 +11,11 @@ together they use the cores this process may run on (:func:`available_cores`) an
   runs on the ``threads = cores - workers`` others;
 * on a GPU run, every core but one decodes (``workers = cores - 1``).
 
-Features do not depend on the plan (tested).
+Features do not depend on the number of workers or where the front end runs. They depend on the
+number of torch threads only where oneDNN splits a reduction by thread count (DenseNet's 1×1
+convolutions, the frozen VGG's fully connected layers), by float32 rounding (about 1e-6); EfficientNet-
+Lite0 and ResNet-50 give the same bits with any thread count (tested). Stores record the plan
+(attributes ``workers`` and ``threads``).
 
 Waiting threads: torch's OpenMP threads spin at every barrier before they sleep. On a machine
 whose cores other processes also use (a lab server, a laptop, deepfeat's own workers) the

@@ -49,6 +49,7 @@ def test_store_contents(reference_store, demo_dir):
 
 @pytest.mark.parametrize("workers,threads", [(2, None), (1, 1), (0, 3)])
 def test_features_do_not_depend_on_the_plan(reference_store, demo_dir, tmp_path, workers, threads):
+    """Bit for bit, for Lite0 (frozen; deepfeat.threads says which networks round differently)."""
     out = extract_features(load_manifest(demo_dir), lite0(), tmp_path / "w.h5", clips_per_batch=4, workers=workers,
                            threads=threads, progress=False)
     np.testing.assert_array_equal(read_store(out).features, read_store(reference_store).features)
