@@ -13,7 +13,7 @@ together they use the cores this process may run on (:func:`available_cores`) an
 
 Features do not depend on the number of workers or where the front end runs. They depend on the
 number of torch threads only where oneDNN splits a reduction by thread count (DenseNet's 1×1
-convolutions, the frozen VGG's fully connected layers), by float32 rounding (about 1e-6); EfficientNet-
+convolutions, the frozen VGG16), by float32 rounding (about 1e-6); EfficientNet-
 Lite0 and ResNet-50 give the same bits with any thread count (tested). Stores record the plan
 (attributes ``workers`` and ``threads``).
 
