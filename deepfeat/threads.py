@@ -13,9 +13,9 @@ together they use the cores this process may run on (:func:`available_cores`) an
 
 Features do not depend on the number of workers or where the front end runs. They depend on the
 number of torch threads only where oneDNN splits a reduction by thread count (DenseNet's 1×1
-convolutions, the frozen VGG16), by float32 rounding (about 1e-6); EfficientNet-
-Lite0 and ResNet-50 give the same bits with any thread count (tested). Stores record the plan
-(attributes ``workers`` and ``threads``).
+convolutions, the frozen VGG16), by float32 rounding (about 1e-6); EfficientNet-Lite0 (tested) and
+ResNet-50 give the same bits with 1, 2 or 3 threads. Stores record the plan (attributes ``workers``
+and ``threads``).
 
 Waiting threads: torch's OpenMP threads spin at every barrier before they sleep. On a machine
 whose cores other processes also use (a lab server, a laptop, deepfeat's own workers) the
