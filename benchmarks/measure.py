@@ -131,7 +131,11 @@ def bench_forward(network: str, weights: str, images: np.ndarray, sizes: Sizes, 
         ``images_per_s``, ``load_seconds``), ``default`` (``"frozen"`` or ``"eager"``) and
         ``frozen_over_eager`` (ratio of their images/s).
     """
+    from deepfeat.extractors import create_extractor
+
     batch = np.resize(images, (sizes.forward_images, *images.shape[1:]))  # repeat the dataset's images
+    # an untimed load first: the imports (torchvision) and first-touch costs are charged to neither variant
+    create_extractor(network, weights=weights, device=str(device), optimize=False).load()
     default = _forward(network, weights, batch, sizes.forward_repeats, device, None)
     out = {"weights": weights, "images": len(batch), **default}
     if device.type == "cpu":
