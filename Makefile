@@ -32,8 +32,9 @@ esc10: install
 	$(DF) extract $(DATA) -n efficientnet_lite0 -w imagenet -o features/esc10-efficientnet_lite0-imagenet.h5
 	$(DF) svm features/esc10-efficientnet_lite0-imagenet.h5 --fold 5
 
-# The speed benchmark (benchmarks/bench.py): front end, CNN forward vs a naive floor, end-to-end extract,
-# audio models, svm, crnn, peak memory on DATA (default: ESC-10 when present, else synthetic demo data).
+# The speed benchmark (benchmarks/bench.py): front end, CNN forward (frozen vs eager), end-to-end extract,
+# audio models, svm, crnn, peak memory, start-up, Lite0/DenseNet-121 quiet vs beside two busy processes,
+# CPU plans, and on CUDA the GPU run, on DATA (default: ESC-10 when present, else synthetic demo data).
 # Writes results/bench/README.md and bench.json in under 15 min on 2 CPU cores; BENCH_ARGS=--quick for a smoke run.
 bench: install
 	$(PY) benchmarks/bench.py $(if $(filter-out file,$(origin DATA)),--data '$(DATA)') $(BENCH_ARGS)

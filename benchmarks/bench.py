@@ -7,9 +7,8 @@ and reported as a rate (clips/s or images/s) and as a ratio:
 1. front end, one process: decode + resample (:func:`deepfeat.audio.load_audio`), log-mel
    (:func:`deepfeat.spectrogram.log_mel`), and the ``fast`` renderer against the ``matplotlib``
    renderer on the same spectrograms (plus their mean absolute pixel difference);
-2. CNN forward only on ready-made images: ``Extractor.embed`` (batched — batch 4 contiguous, traced and
-   frozen on CPU, 64 channels_last on CUDA — inference mode) against a naive loop over the same module
-   (batch 1, contiguous float32 tensors, ``torch.no_grad``), the latter as information;
+2. CNN forward only on ready-made images: ``Extractor.embed`` as ``extract`` runs it (batch 4 on CPU,
+   64 channels_last fp16 on CUDA, inference mode) and, on CPU, traced and frozen against eager;
 3. ``extract_features`` end to end per network, as a fraction of its forward-only throughput;
 4. the audio models (PANNs Cnn14, OpenL3, BirdNET) end to end, as clips/s and × real time;
 5. ``deepfeat svm`` on a synthetic ESC-50-size store (2000 × 4096, 50 classes, 5 folds) and the
@@ -17,18 +16,24 @@ and reported as a rate (clips/s or images/s) and as a ratio:
 6. peak memory of ``extract`` (in a fresh process) on N clips and on the same clips listed 10
    times: the main process's peak RSS, the whole process tree's PSS, USS and RSS sampled with
    psutil, and ``torch.cuda.max_memory_allocated`` on a GPU;
-7. opt-in (``--sections workers,sgd_memory``): ``extract`` on 1 vs 2 local Dask workers, and the
-   peak RSS of ``deepfeat svm --svm sgd`` vs ``svc`` on a 20,000 x 1280 synthetic store.
+7. start-up: ``deepfeat --help`` and ``deepfeat extract`` of 5 clips in a fresh process, less model load;
+8. Lite0 and DenseNet-121 in fresh ``deepfeat extract`` processes, quiet and beside two busy-loop
+   processes, alternately: throughput, CPU time and their ratios;
+9. the CPU plans (front-end workers, torch threads) side by side;
+10. on CUDA: DenseNet-121 end to end in float16 with the GPU front end, float16 against float32
+    features, GPU images against the CPU renderer's;
+11. opt-in (``--sections workers,sgd_memory``): ``extract`` on 1 vs 2 local Dask workers, and the
+    peak RSS of ``deepfeat svm --svm sgd`` vs ``svc`` on a 20,000 x 1280 synthetic store.
 
 Writes ``OUT/README.md`` and ``OUT/bench.json`` (default ``results/bench``; ``--quick``, tiny
 sizes for development: ``features/bench-quick``) and prints the machine and a table of the
 targets last. The machine's load average is recorded at the start and the end: other processes
-on the machine slow everything, and on a busy machine torch's threads wait on each other.
+on the machine slow everything (section 8 measures how much).
 
 This file parses the options and runs the sections; the measurements are in its sibling modules
 :mod:`common` (sizes, networks, dataset, clock), :mod:`measure` (1.-5.), :mod:`memory` (6.),
-:mod:`scaleout` (7.) and :mod:`report` (targets, README, JSON). It is also loaded by path (``deepfeat bench``), so it puts
-its own folder on ``sys.path`` before importing them.
+:mod:`processes` (7.-10.), :mod:`scaleout` (11.) and :mod:`report` (targets, README, JSON). It is also loaded
+by path (``deepfeat bench``), so it puts its own folder on ``sys.path`` before importing them.
 """
 from __future__ import annotations
 
@@ -48,13 +53,18 @@ if _HERE not in sys.path:
 
 import measure  # noqa: E402 - the siblings are found through the sys.path entry above
 import memory  # noqa: E402
+import processes  # noqa: E402
 import report  # noqa: E402
 import scaleout  # noqa: E402
 from common import (AUDIO_MODELS, DEFAULT_DATA, FULL, IMAGE_NETWORKS, QUICK, Sizes, elapsed,  # noqa: E402
                     head, load_average, machine_info, resolve_data, restart_clock, say)
 
-SECTIONS = ("frontend", "image", "audio", "svm", "crnn", "memory")  #: run by default
+SECTIONS = ("frontend", "image", "audio", "svm", "crnn", "memory", "startup", "contention", "plans", "gpu")
 OPT_IN_SECTIONS = ("workers", "sgd_memory")  #: run only when named in --sections
+#: measured with each of its sections' functions as fn(manifest, scratch, sizes, device); gpu only on CUDA
+#: unless asked for by name
+PROCESS_SECTIONS = {"startup": processes.bench_startup, "contention": processes.bench_contention,
+                    "plans": processes.bench_plans, "gpu": processes.bench_gpu}
 
 
 @dataclass
@@ -135,6 +145,9 @@ def _run_sections(run: _Run, sections: set[str], networks: list[str], audio_mode
     if "memory" in sections:
         results["memory"] = run.section("memory", lambda: memory.bench_memory(run.manifest, run.scratch, sizes,
                                                                               run.device))
+    for name, fn in PROCESS_SECTIONS.items():
+        if name in sections:
+            results[name] = run.section(name, lambda: fn(run.manifest, run.scratch, sizes, run.device))
     if "workers" in sections:
         results["workers"] = run.section("workers", lambda: scaleout.bench_workers(run.manifest, run.scratch, sizes,
                                                                                    run.device))
@@ -182,7 +195,7 @@ def run_benchmark(data: str | None, out: Path, sizes: Sizes, quick: bool, device
         manifest, source = resolve_data(data, scratch, sizes)
         results["dataset"] = {"source": source, "name": manifest.name, "clips": len(manifest)}
         _run_sections(_Run(results, manifest, scratch, sizes, device), sections, networks, audio_models)
-    for key in ("svm", "crnn", "memory", "workers", "sgd_memory"):
+    for key in ("svm", "crnn", "memory", *PROCESS_SECTIONS, *OPT_IN_SECTIONS):
         if results.get(key) is None or "skipped" in (results.get(key) or {}):
             results.pop(key, None)
     results["targets"] = report.targets(results)
@@ -209,9 +222,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="comma-separated image CNNs to measure ('' for none)")
     p.add_argument("--audio-models", default=",".join(AUDIO_MODELS),
                    help="comma-separated audio models to measure ('' for none)")
-    p.add_argument("--sections", default=",".join(SECTIONS),
-                   help=f"comma-separated subset of {','.join(SECTIONS)} (the default), and of the opt-in "
-                        f"{','.join(OPT_IN_SECTIONS)}")
+    p.add_argument("--sections", default=None,
+                   help=f"comma-separated subset of {','.join(SECTIONS)} (default: all; gpu only on CUDA), and of "
+                        f"the opt-in {','.join(OPT_IN_SECTIONS)}")
     return p.parse_args(argv)
 
 
@@ -224,6 +237,15 @@ def _names(text: str, allowed, what: str) -> list[str]:
 
         raise ConfigError(f"unknown {what} {', '.join(unknown)}; choose from {', '.join(allowed)}")
     return names
+
+
+def _sections(args: argparse.Namespace) -> set[str]:
+    """The sections asked for; by default all, the GPU section only when the run's device is CUDA."""
+    if args.sections is not None:
+        return set(_names(args.sections, SECTIONS + OPT_IN_SECTIONS, "section"))
+    from deepfeat.extractors.base import pick_device
+
+    return set(SECTIONS) - ({"gpu"} if pick_device(args.device).type != "cuda" else set())
 
 
 def main(argv=None) -> int:
@@ -246,8 +268,7 @@ def main(argv=None) -> int:
     try:
         results = run_benchmark(args.data, out, sizes, args.quick, args.device,
                                 _names(args.networks, IMAGE_NETWORKS, "network"),
-                                _names(args.audio_models, AUDIO_MODELS, "audio model"),
-                                set(_names(args.sections, SECTIONS + OPT_IN_SECTIONS, "section")))
+                               _names(args.audio_models, AUDIO_MODELS, "audio model"), _sections(args))
     except DeepfeatError as e:
         print(f"Error: {e}", file=sys.stderr)
         return 2

@@ -19,6 +19,10 @@ IMAGE_NETWORKS = {"efficientnet_lite0": "imagenet", "densenet121": "none", "resn
 AUDIO_MODELS = {"panns_cnn14": "none", "openl3": "none", "birdnet": None}
 MEMORY_NETWORK = "efficientnet_lite0"
 MEMORY_REPEAT = 10
+#: the networks measured in fresh processes, quiet and beside busy processes, and in several CPU plans
+PROCESS_NETWORKS = {"efficientnet_lite0": "imagenet", "densenet121": "none"}
+STARTUP_NETWORK = "efficientnet_lite0"
+GPU_NETWORK = "densenet121"  #: end to end on CUDA, float16, random initialisation
 
 
 @dataclass(frozen=True)
@@ -27,8 +31,7 @@ class Sizes:
 
     frontend_clips: int
     frontend_repeats: int
-    forward_images: int  #: images per network for the optimised forward pass
-    naive_images: int  #: images per network for the batch-1 floor
+    forward_images: int  #: images per network for the forward pass (frozen and eager on CPU)
     forward_repeats: int
     e2e_clips: dict = field(default_factory=dict)  #: network → first N clips of the dataset
     e2e_clips_default: int = 80
@@ -46,6 +49,13 @@ class Sizes:
     sgd_rows: int = 20000  #: synthetic store of --svm sgd vs svc peak memory (opt-in)
     sgd_dim: int = 1280
     sgd_classes: int = 10
+    process_clips: dict = field(default_factory=dict)  #: network → clips of each fresh-process run
+    process_repeats: int = 2  #: quiet/contended pairs, run alternately (A B A B); the best of each is kept
+    busy_processes: int = 2  #: busy-loop processes competing with the contended runs
+    startup_clips: int = 5
+    startup_repeats: int = 3  #: after one warm-up run (bytecode, colour-map cache, page cache)
+    plan_clips: int = 80  #: clips per CPU plan
+    gpu_repeat: int = 10  #: the GPU run lists the dataset's clips this many times
 
     def clips_for(self, network: str) -> int:
         """Number of clips of the end-to-end run of ``network`` (an image CNN or an audio model)."""
@@ -56,18 +66,21 @@ class Sizes:
     def most_clips(self) -> int:
         """The largest number of clips any measurement reads."""
         return max(self.frontend_clips, self.crnn_clips, self.memory_clips, self.workers_clips, self.e2e_clips_default,
-                   self.audio_clips_default, *self.e2e_clips.values(), *self.audio_clips.values())
+                   self.audio_clips_default, self.startup_clips, self.plan_clips, *self.e2e_clips.values(),
+                   *self.audio_clips.values(), *self.process_clips.values())
 
 
-FULL = Sizes(frontend_clips=40, frontend_repeats=3, forward_images=64, naive_images=16, forward_repeats=2,
+FULL = Sizes(frontend_clips=40, frontend_repeats=3, forward_images=64, forward_repeats=2,
              e2e_clips={"efficientnet_lite0": 200, "vgg16": 80}, e2e_clips_default=80,
              audio_clips={"openl3": 10}, audio_clips_default=32,
              svm_rows=2000, svm_dim=4096, svm_classes=50, svm_folds=5, crnn_clips=400, crnn_epochs=3,
-             memory_clips=100)
-QUICK = Sizes(frontend_clips=4, frontend_repeats=1, forward_images=4, naive_images=2, forward_repeats=1,
+             memory_clips=100, process_clips={"efficientnet_lite0": 200, "densenet121": 100}, process_repeats=2,
+             startup_clips=5, startup_repeats=3, plan_clips=80, gpu_repeat=10)
+QUICK = Sizes(frontend_clips=4, frontend_repeats=1, forward_images=4, forward_repeats=1,
               e2e_clips_default=4, audio_clips_default=2, svm_rows=200, svm_dim=256, svm_classes=10, svm_folds=5,
               crnn_clips=10, crnn_epochs=1, memory_clips=2, workers_clips=8, workers_shards=2, sgd_rows=400,
-              sgd_dim=32, sgd_classes=4)
+              sgd_dim=32, sgd_classes=4, process_clips={"efficientnet_lite0": 3, "densenet121": 2},
+              process_repeats=1, busy_processes=1, startup_clips=2, startup_repeats=1, plan_clips=3, gpu_repeat=1)
 
 
 # --- clock and timing ---------------------------------------------------------------------------
@@ -147,12 +160,16 @@ def machine_info(device) -> dict:
     Returns
     -------
     dict
-        ``cpu_cores``, ``torch_threads``, ``torch``, ``python``, ``platform``, ``device``, ``cpu``,
+        ``cpu_cores``, ``available_cores``, ``passive_wait`` (OpenMP threads sleep when they wait),
+        ``torch_threads``, ``torch``, ``python``, ``platform``, ``device``, ``cpu``,
         ``load_average_at_start`` (where the OS has one) and ``gpu`` (on CUDA).
     """
     import torch
 
-    info = {"cpu_cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+    from deepfeat.threads import available_cores, passive_wait
+
+    info = {"cpu_cores": os.cpu_count(), "available_cores": available_cores(), "passive_wait": passive_wait(),
+            "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
             "python": platform.python_version(), "platform": platform.platform(), "device": str(device),
             "cpu": _cpu_model()}
     load = load_average()

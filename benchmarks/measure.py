@@ -96,40 +96,23 @@ def bench_frontend(manifest, sizes: Sizes) -> tuple[dict, list[np.ndarray]]:
 
 
 # --- 2. forward only -----------------------------------------------------------------------------
-def _naive_forward(model, images: np.ndarray, mean, std, device) -> None:
-    """The floor: one image at a time, contiguous float32 NCHW, ``torch.no_grad`` (no inference mode)."""
-    import torch
-
-    with torch.no_grad():
-        for image in images:
-            x = torch.from_numpy(image).permute(2, 0, 1).float().div(255.0)
-            x = ((x - mean) / std).unsqueeze(0).contiguous().to(device)
-            y = model(x)
-            y = y["features"] if isinstance(y, dict) else y
-            torch.flatten(y, 1).cpu()
-
-
-def _naive_seconds(network: str, weights: str, extractor, images: np.ndarray, repeats: int, device) -> float:
-    """Best-of-``repeats`` seconds of :func:`_naive_forward` on ``images``.
-
-    The same network and weights as a plain eager float32 module in the default memory format (no
-    tracing/freezing, no denormal flushing): what a straightforward loop would run.
-    """
-    import torch
-
+def _forward(network: str, weights: str, batch: np.ndarray, repeats: int, device, optimize: bool | None) -> dict:
+    """Best-of-``repeats`` ``Extractor.embed`` on ``batch``: ``images_per_s`` and ``load_seconds``."""
     from deepfeat.extractors import create_extractor
 
-    plain = create_extractor(network, weights=weights, device=str(device), optimize=False)
-    plain.load()
-    naive = plain.model.float().to(memory_format=torch.contiguous_format)
-    mean = torch.tensor(extractor.spec.mean).view(3, 1, 1)
-    std = torch.tensor(extractor.spec.std).view(3, 1, 1)
-    _naive_forward(naive, images[:1], mean, std, device)  # warm-up
-    return best_seconds(lambda: _naive_forward(naive, images, mean, std, device), repeats)
+    extractor = create_extractor(network, weights=weights, device=str(device), optimize=optimize)
+    tic = time.perf_counter()
+    extractor.load()
+    load = time.perf_counter() - tic
+    extractor.embed(batch[:extractor.batch_size])  # warm-up: allocator, kernels, thread pool
+    seconds = best_seconds(lambda: extractor.embed(batch), repeats)
+    return {"images_per_s": rate(len(batch), seconds), "load_seconds": load, "batch_size": extractor.batch_size,
+            "frozen": bool(getattr(extractor, "optimize", False)) and extractor.device.type == "cpu"}
 
 
 def bench_forward(network: str, weights: str, images: np.ndarray, sizes: Sizes, device) -> dict:
-    """``Extractor.embed`` on ready-made images against the naive batch-1 floor.
+    """``Extractor.embed`` on ready-made images, as ``extract`` runs it; on CPU also the other way
+    (traced and frozen, or eager), which tells whether freezing pays for this network.
 
     Parameters
     ----------
@@ -138,27 +121,29 @@ def bench_forward(network: str, weights: str, images: np.ndarray, sizes: Sizes, 
     images : ndarray, uint8 [N, H, W, 3]
         Front-end images; repeated to ``sizes.forward_images``.
     sizes : Sizes
-        ``forward_images``, ``naive_images`` and ``forward_repeats``.
+        ``forward_images`` and ``forward_repeats``.
     device : torch.device
 
     Returns
     -------
     dict
-        ``images_per_s`` (optimised), ``naive_images_per_s`` and their ratio ``speedup_over_naive``.
+        ``images_per_s`` and ``load_seconds`` of the default; on CPU ``frozen`` and ``eager`` (each
+        ``images_per_s``, ``load_seconds``), ``default`` (``"frozen"`` or ``"eager"``) and
+        ``frozen_over_eager`` (ratio of their images/s).
     """
     from deepfeat.extractors import create_extractor
 
-    extractor = create_extractor(network, weights=weights, device=str(device))
-    extractor.load()
     batch = np.resize(images, (sizes.forward_images, *images.shape[1:]))  # repeat the dataset's images
-    extractor.embed(batch[:extractor.batch_size])  # warm-up: allocator, kernels, thread pool
-    t_opt = best_seconds(lambda: extractor.embed(batch), sizes.forward_repeats)
-    few = batch[:sizes.naive_images]
-    t_naive = _naive_seconds(network, weights, extractor, few, sizes.forward_repeats, device)
-    return {"weights": weights, "images": len(batch), "batch_size": extractor.batch_size,
-            "images_per_s": rate(len(batch), t_opt),
-            "naive_images": len(few), "naive_images_per_s": rate(len(few), t_naive),
-            "speedup_over_naive": rate(len(batch), t_opt) / rate(len(few), t_naive)}
+    # an untimed load first: the imports (torchvision) and first-touch costs are charged to neither variant
+    create_extractor(network, weights=weights, device=str(device), optimize=False).load()
+    default = _forward(network, weights, batch, sizes.forward_repeats, device, None)
+    out = {"weights": weights, "images": len(batch), **default}
+    if device.type == "cpu":
+        other = _forward(network, weights, batch, sizes.forward_repeats, device, not default["frozen"])
+        variants = {"frozen": default, "eager": other} if default["frozen"] else {"frozen": other, "eager": default}
+        out.update(variants, default="frozen" if default["frozen"] else "eager",
+                   frozen_over_eager=variants["frozen"]["images_per_s"] / variants["eager"]["images_per_s"])
+    return out
 
 
 # --- 3./4. end to end ----------------------------------------------------------------------------
@@ -180,13 +165,14 @@ def bench_extract(manifest, network: str, weights: str | None, scratch: Path, de
     Returns
     -------
     dict
-        ``clips_per_s`` (the store's own timing: first batch to last commit), ``wall_clips_per_s``
+        ``clips_per_s`` (the store's own timing: network loaded to last commit), ``wall_clips_per_s``
         (the whole call: model load, workers, HDF5 write), ``realtime_factor`` (audio seconds per
-        pipeline second), the store's ``rows`` and ``dim``.
+        pipeline second), the store's ``rows`` and ``dim``, the CPU plan (``workers``, ``threads``)
+        and ``load_seconds``.
     """
     import h5py
 
-    from deepfeat.extract import default_workers, extract_features
+    from deepfeat.extract import extract_features
     from deepfeat.extractors import create_extractor
 
     params = {"weights": weights} if weights else {}
@@ -200,10 +186,12 @@ def bench_extract(manifest, network: str, weights: str | None, scratch: Path, de
     with h5py.File(out, "r") as f:
         seconds = float(f.attrs["extract_seconds"])
         rows, dim = f["features"].shape
+        plan = {key: int(f.attrs[key]) for key in ("workers", "threads")}
+        load = float(f.attrs["load_seconds"])
     seconds_audio = audio_seconds(manifest)
     out.unlink()
     n = len(manifest)
-    return {"weights": extractor.weights, "clips": n, "rows": int(rows), "dim": int(dim), "workers": default_workers(),
+    return {"weights": extractor.weights, "clips": n, "rows": int(rows), "dim": int(dim), **plan, "load_seconds": load,
             "pipeline_seconds": seconds, "clips_per_s": rate(n, seconds),
             "wall_seconds": wall, "wall_clips_per_s": rate(n, wall), "realtime_factor": seconds_audio / seconds}
 

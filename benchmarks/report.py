@@ -40,6 +40,20 @@ def targets(results: dict) -> list[dict]:
         frac = e2e.get("fraction_of_forward")
         rows.append(_target(f"{net}: end-to-end clips/s / forward-only images/s", ">= 85 %", frac,
                             frac is not None and frac >= 0.85))
+    for net, c in (results.get("contention") or {}).items():
+        rows.append(_target(f"{net}: contended / quiet clips/s (whole process, {c['busy_processes']} busy processes)",
+                            ">= 0.6x", c["wall_ratio"], c["wall_ratio"] >= 0.6))
+    start = results.get("startup") or {}
+    if "startup_seconds" in start:
+        rows.append(_target(f"start-up, {start['clips']} clips {start['network']}, less model load", "<= 2 s",
+                            start["startup_seconds"], start["startup_seconds"] <= 2.0))
+        rows.append(_target("deepfeat --help", "<= 0.5 s", start["help_seconds"], start["help_seconds"] <= 0.5))
+    gpu = results.get("gpu") or {}
+    if "clips_per_s" in gpu and gpu["device"].startswith("cuda"):
+        rows.append(_target(f"GPU {gpu['network']} fp16 end to end (clips/s)", ">= 1000", gpu["clips_per_s"],
+                            gpu["clips_per_s"] >= 1000))
+        rows.append(_target("GPU fp16 features vs fp32: largest relative error", "< 0.01",
+                            gpu["fp16_max_relative_error"], gpu["fp16_max_relative_error"] < 0.01))
     mem = (results.get("memory") or {}).get("ratio") or {}
     for key, label in (("main_peak_rss_mib", "main process"), ("tree_peak_pss_mib", "process tree, PSS")):
         if key in mem:
@@ -77,9 +91,11 @@ def _measured(row: dict) -> str:
         return "n/a"
     if "%" in goal:
         return _percent(value)
-    if goal.endswith("s"):
-        return f"{value:.1f} s"
-    return f"{value:.2f}x"
+    if goal.endswith(" s"):
+        return f"{value:.2f} s"
+    if goal.endswith("x"):
+        return f"{value:.2f}x"
+    return f"{value:,.3g}" if value < 1 else f"{value:,.0f}"
 
 
 def _verdict(ok) -> str:
@@ -112,23 +128,29 @@ def _frontend_section(fe: dict) -> list[str]:
 
 
 def _image_section(fwd: dict, e2e: dict) -> list[str]:
-    out = ["## 2./3. Image CNNs: forward only, naive floor, end to end", "",
-           "Forward only: `Extractor.embed` on ready-made uint8 images (its device's batch and memory format: "
-           "4 contiguous, traced and frozen on CPU; 64 channels_last fp16 on CUDA; inference mode). "
-           "Naive: the same module, one image at a time, contiguous float32, `torch.no_grad`. End to end: "
-           "`extract_features` on the first clips of the dataset (pipeline: first batch to last commit; wall: the "
-           "whole call with model load and HDF5 write).", "",
-           "| network | weights | forward images/s | naive images/s | forward / naive | end-to-end clips/s (clips) "
-           "| e2e / forward | wall clips/s | x real time |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    out = ["## 2./3. Image CNNs: forward only, frozen or eager, end to end", "",
+           "Forward only: `Extractor.embed` on ready-made uint8 images as `extract` runs it (batch 4 contiguous on "
+           "CPU, 64 channels_last fp16 on CUDA; inference mode); on CPU also the other way, traced + frozen or "
+           "eager (the network's default is marked *). End to end: `extract_features` on the first clips of the "
+           "dataset with the default CPU plan (pipeline: network loaded to last commit; wall: the whole call with "
+           "model load and HDF5 write).", "",
+           "| network | weights | forward images/s | frozen images/s (load s) | eager images/s (load s) "
+           "| end-to-end clips/s (clips) | e2e / forward | wall clips/s | x real time | plan |",
+           "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     for net, f in fwd.items():
         e = e2e.get(net) or {}
         if "skipped" in f:
-            out.append(f"| {net} | skipped: {f['skipped']} | | | | | | | |")
+            out.append(f"| {net} | skipped: {f['skipped']} | | | | | | | | |")
             continue
-        out.append(f"| {net} | {f['weights']} | {_fmt(f['images_per_s'])} | {_fmt(f['naive_images_per_s'])} | "
-                   f"{f['speedup_over_naive']:.2f}x | {_fmt(e.get('clips_per_s'))} ({e.get('clips', 'n/a')}) | "
-                   f"{_percent(e.get('fraction_of_forward'))} | {_fmt(e.get('wall_clips_per_s'))} | "
-                   f"{_fmt(e.get('realtime_factor'))} |")
+        variants = []
+        for name in ("frozen", "eager"):
+            v = f.get(name)
+            mark = "*" if f.get("default") == name else ""
+            variants.append(f"{_fmt(v['images_per_s'])}{mark} ({v['load_seconds']:.1f})" if v else "n/a")
+        plan = f"{e['workers']} workers, {e['threads']} threads" if "workers" in e else "n/a"
+        out.append(f"| {net} | {f['weights']} | {_fmt(f['images_per_s'])} | {' | '.join(variants)} | "
+                   f"{_fmt(e.get('clips_per_s'))} ({e.get('clips', 'n/a')}) | {_percent(e.get('fraction_of_forward'))} "
+                   f"| {_fmt(e.get('wall_clips_per_s'))} | {_fmt(e.get('realtime_factor'))} | {plan} |")
     return out + [""]
 
 
@@ -182,6 +204,55 @@ def _memory_section(mem: dict) -> list[str]:
     return out
 
 
+def _startup_section(st: dict) -> list[str]:
+    runs = ", ".join(f"{r['wall_seconds']:.2f} s (load {r['load_seconds']:.2f} s)" for r in st["runs"])
+    return ["## 7. Start-up", "",
+            f"`deepfeat --help`: **{st['help_seconds']:.2f} s** (best of 5 fresh processes). A process importing "
+            f"what `extract` imports before its first clip: {st['imports_seconds']:.2f} s (best of 3).", "",
+            f"`deepfeat extract` of {st['clips']} clips with {st['network']} ({st['weights']}) in a fresh process, "
+            f"bytecode, colour-map cache and page cache warm (after one warm-up run): {runs}. Best: "
+            f"**{st['startup_seconds']:.2f} s** plus {st['load_seconds']:.2f} s model load.", ""]
+
+
+def _contention_section(con: dict) -> list[str]:
+    out = ["## 8. Quiet and beside busy processes", "",
+           "`deepfeat extract` in fresh processes (default plan), alternately alone and beside busy-loop processes "
+           "(`while True: pass`, one core each); the best run of each condition. Whole process: clips / wall time "
+           "of the process; pipeline: network loaded to last commit; CPU: user + system seconds of the process tree.",
+           "", "| network | clips | busy | quiet clips/s (pipeline) | contended clips/s (pipeline) | contended / quiet "
+           "(pipeline) | CPU s quiet → contended |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for net, c in con.items():
+        q, b = c["quiet"], c["contended"]
+        out.append(f"| {net} | {c['clips']} | {c['busy_processes']} | {_fmt(q['wall_clips_per_s'])} "
+                   f"({_fmt(q['clips_per_s'])}) | {_fmt(b['wall_clips_per_s'])} ({_fmt(b['clips_per_s'])}) | "
+                   f"{c['wall_ratio']:.2f}x ({c['pipeline_ratio']:.2f}x) | {q['cpu_seconds']:.1f} → "
+                   f"{b['cpu_seconds']:.1f} ({c['cpu_ratio']:.2f}x) |")
+    return out + [""]
+
+
+def _plans_section(plans: dict) -> list[str]:
+    names = list(next(iter(plans.values())))
+    out = ["## 9. CPU plans", "", "`extract_features` (pipeline clips/s) with front-end workers and torch threads "
+           "chosen by `deepfeat.threads.plan_threads` (default) and two others; the last oversubscribes the cores "
+           "as deepfeat did before the plan.", "",
+           "| network | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
+    for net, by_plan in plans.items():
+        cells = [f"{_fmt(r['clips_per_s'])} ({r['workers']} w, {r['threads']} t)" for r in by_plan.values()]
+        out.append(f"| {net} | " + " | ".join(cells) + " |")
+    return out + [""]
+
+
+def _gpu_section(gpu: dict) -> list[str]:
+    im = gpu["images"]
+    return ["## 10. GPU", "",
+            f"{gpu['network']} ({gpu['weights']}) on {gpu['device']}, float16, GPU front end, {gpu['workers']} "
+            f"decoding workers: **{_fmt(gpu['clips_per_s'])} clips/s** over {gpu['clips']} clips "
+            f"(wall {_fmt(gpu['wall_clips_per_s'])} clips/s, model load {gpu['load_seconds']:.1f} s). Float16 "
+            f"against float32 features: largest relative error {gpu['fp16_max_relative_error']:.2g}. GPU images "
+            f"against the CPU renderer's on {im['clips']} clips: {im['mean_levels']:.3f} levels (of 255) on average, "
+            f"at most {im['max_levels']}.", ""]
+
+
 def _header(results: dict) -> list[str]:
     """Title, the machine, the load, the dataset and the targets table."""
     m, data = results["machine"], results["dataset"]
@@ -190,8 +261,9 @@ def _header(results: dict) -> list[str]:
             "Made by `make bench` (`benchmarks/bench.py`); every figure below was measured in this one run, next "
             "to the figure it is compared with. Front-end and forward-only rates are the best of the repetitions "
             "listed in `bench.json` (`sizes`); end-to-end rates are one run each.", "",
-            f"- machine: {m['cpu_cores']} cores ({m['cpu']}), torch {m['torch']} ({m['torch_threads']} threads), "
-            f"device {m['device']}{', ' + m['gpu'] if 'gpu' in m else ''}, Python {m['python']}",
+            f"- machine: {m['cpu_cores']} cores ({m['cpu']}), torch {m['torch']} ({m['torch_threads']} threads, "
+            f"OpenMP waits {'passively' if m.get('passive_wait') else 'actively'}), device {m['device']}"
+            f"{', ' + m['gpu'] if 'gpu' in m else ''}, Python {m['python']}",
             f"- load average (1, 5, 15 min) at start {m.get('load_average_at_start', 'n/a')}, at end "
             f"{m.get('load_average_at_end', 'n/a')}; total time {results['total_seconds']:.0f} s",
             f"- dataset: {data['source']} ({data['clips']} clips, {data['name']})", "",
@@ -211,6 +283,10 @@ def render_readme(results: dict) -> str:
         out += _classifier_section(results.get("svm"), results.get("crnn"))
     if results.get("memory"):
         out += _memory_section(results["memory"])
+    for key, section in (("startup", _startup_section), ("contention", _contention_section),
+                         ("plans", _plans_section), ("gpu", _gpu_section)):
+        if results.get(key):
+            out += section(results[key])
     if results.get("workers") or results.get("sgd_memory"):
         out += scaleout_section(results.get("workers"), results.get("sgd_memory"))
     if results.get("errors"):

@@ -1,8 +1,7 @@
 """``deepfeat bench [--quick] [--data DATA] [--out DIR] ...`` → ``benchmarks/bench.py`` (``make bench``).
 
 The benchmark is a script of the source checkout, not part of the installed library: this command
-finds it next to the ``cli`` folder (an editable install, as ``make install`` makes) and runs it
-with the options given here (the same as ``benchmarks/bench.py``'s own; a test keeps them equal).
+finds it next to the ``cli`` folder (an editable install, as ``make install`` makes) and runs it.
 """
 from __future__ import annotations
 
@@ -11,8 +10,6 @@ import sys
 from pathlib import Path
 
 import click
-
-from .options import LibraryDefault
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench.py"
 
@@ -33,35 +30,11 @@ def load_benchmark():
     return module
 
 
-def _names(attribute: str) -> LibraryDefault:
-    """The benchmark's default list ``attribute`` (comma-separated), read when needed."""
-    return LibraryDefault(lambda: ",".join(getattr(load_benchmark(), attribute)))
+@click.command("bench", context_settings={"ignore_unknown_options": True, "help_option_names": []})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def bench(args):
+    """Speed benchmark: front end, forward, end to end, start-up, busy machine, CPU plans, GPU, memory.
 
-
-@click.command("bench")
-@click.option("--data", default=None, help="Dataset folder or label CSV (default: ../shared/datasets/esc10 when "
-                                           "present, else synthetic demo data).")
-@click.option("--out", default=None, type=click.Path(file_okay=False),
-              help="Report folder (default: results/bench; --quick: features/bench-quick).")
-@click.option("--quick", is_flag=True, help="Tiny sizes: a smoke run for development, not the benchmark.")
-@click.option("--device", default=None, help="cpu, cuda, ... (default: CUDA when available).")
-@click.option("--threads", type=int, default=None,
-              help="CPU threads for torch in this process (default: torch's choice, one per core).")
-@click.option("--networks", default=_names("IMAGE_NETWORKS"), show_default=True,
-              help="Comma-separated image CNNs to measure ('' for none).")
-@click.option("--audio-models", default=_names("AUDIO_MODELS"), show_default=True,
-              help="Comma-separated audio models to measure ('' for none).")
-@click.option("--sections", default=_names("SECTIONS"), show_default=True,
-              help="Comma-separated subset of the sections to run.")
-def bench(data, out, quick, device, threads, networks, audio_models, sections):
-    """Speed benchmark: front end, CNN forward vs naive, end to end, audio models, svm, crnn, memory.
-
-    Every figure is measured in this one run, side by side with what it is compared with. Writes
-    OUT/README.md and OUT/bench.json; takes under 15 min on 2 CPU cores (--quick: a minute).
+    Writes results/bench/README.md and bench.json. `deepfeat bench --help` lists its options.
     """
-    argv = [*(["--quick"] if quick else []), "--networks", networks, "--audio-models", audio_models,
-            "--sections", sections]
-    for flag, value in (("--data", data), ("--out", out), ("--device", device), ("--threads", threads)):
-        if value is not None:
-            argv += [flag, str(value)]
-    sys.exit(load_benchmark().main(argv))
+    sys.exit(load_benchmark().main(list(args)))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from .dataset_options import dataset_options, read_options
-from .options import LibraryDefault, quiet_option
+from .options import LibraryDefault, quiet_option, threads_option, workers_option
 from .plot_options import plot_config_from, plot_options
 
 
@@ -44,8 +44,8 @@ def _clips_per_batch() -> int:
 @click.option("--batch-size", type=click.IntRange(min=1), default=LibraryDefault(_clips_per_batch), show_default=True,
               help="Clips per committed batch (the network's own batch is chosen per device); a run resumes "
                    "only with the batch size it started with.")
-@click.option("--workers", type=click.IntRange(min=0), default=None,
-              help="Front-end worker processes (default: CPU count, at most 4).")
+@workers_option
+@threads_option
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 ... (default: CUDA when available).")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "fp16"]), default="auto", show_default=True,
               help="auto: fp16 on CUDA, fp32 on CPU.")
@@ -64,8 +64,8 @@ def _clips_per_batch() -> int:
 @dataset_options
 @plot_options
 @quiet_option
-def extract(data, network, weights, out, layer, audio_root, batch_size, workers, device, precision, seed, on_error,
-            overwrite, shards, scheduler, keep_shards, quiet, **plot_kwargs):
+def extract(data, network, weights, out, layer, audio_root, batch_size, workers, threads, device, precision, seed,
+            on_error, overwrite, shards, scheduler, keep_shards, quiet, **plot_kwargs):
     """Extract features of every clip in DATA into the HDF5 store OUT.
 
     DATA is a dataset folder (ESC-50, UrbanSound8K, DCASE 2017 task 1, DCASE 2018 task 5, GTZAN,
@@ -86,8 +86,8 @@ def extract(data, network, weights, out, layer, audio_root, batch_size, workers,
     spec = ExtractorSpec(network, weights=weights, plot=plot_config_from(plot_kwargs, manifest), layer=layer,
                          device=device, precision=precision, seed=seed)
     extractor = spec.build()  # checks the network and its options before anything runs
-    options = {"clips_per_batch": batch_size, "workers": workers, "on_error": on_error, "overwrite": overwrite,
-               "progress": not quiet}
+    options = {"clips_per_batch": batch_size, "workers": workers, "threads": threads, "on_error": on_error,
+               "overwrite": overwrite, "progress": not quiet}
     if shards is not None or scheduler:
         path = extract_sharded(manifest, spec, out, shards=shards, scheduler=scheduler, keep_shards=keep_shards,
                                **options)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from deepfeat.augment import AUGMENTATION_NAMES
+from deepfeat.config import AUGMENTATION_NAMES
 from deepfeat.finetune.config import (
     DEFAULT_AUGMENT, DEFAULT_MIXUP, DEFAULT_NETWORK, DEFAULT_TRAIN_BLOCKS, FINETUNE_TRAINING, MASKED_COPIES,
 )

@@ -8,6 +8,13 @@ import click
 
 quiet_option = click.option("-q", "--quiet", is_flag=True,
                             help="No progress bars or tables (for scripts); a run prints its one result line.")
+#: the CPU plan of a stage that feeds a torch network (:func:`deepfeat.threads.plan_threads`)
+workers_option = click.option("--workers", type=click.IntRange(min=0), default=None,
+                              help="Front-end processes (decode, mel images); 0: in this process. Default: 0 below "
+                                   "4 cores, else cores/4; with CUDA, cores - 1.")
+threads_option = click.option("--threads", type=click.IntRange(min=0), default=None,
+                              help="torch CPU threads. Default (or 0): the cores the workers leave. Features do not "
+                                   "depend on --workers; on --threads by float32 rounding for some networks.")
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON instead of a table.")
 
 
@@ -65,7 +72,8 @@ class LibraryDefault:
         return self.read()
 
     def __str__(self) -> str:
-        return str(self.read())
+        value = self.read()
+        return ", ".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
 
 
 def _svm_kinds():

@@ -9,6 +9,10 @@ From Python (each name is imported on first use, so ``import deepfeat`` stays li
 * :mod:`deepfeat.hear`: the HEAR 2021 API for any deepfeat network.
 """
 from ._lazy import lazy_exports
+from .threads import prefer_passive_wait as _prefer_passive_wait
+
+# Before torch is imported: its OpenMP threads sleep rather than spin when they wait (see deepfeat.threads).
+_prefer_passive_wait()
 
 __version__ = "0.1.0"
 

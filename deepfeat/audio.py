@@ -151,16 +151,28 @@ def _ogg_finished(path: str | Path) -> bool | None:
     return bool(tail[page + 5] & 0x04)
 
 
+def _header_values(paths: Iterable[str | Path], read) -> list:
+    """``read(soundfile.info(path))`` for each file; 0 for a file libsndfile cannot read (known
+    only once decoded: :func:`load_audio` reports it then)."""
+    values = []
+    for path in paths:
+        try:
+            values.append(read(sf.info(str(path))))
+        except Exception:  # noqa: BLE001 - unreadable here; load_audio reports it when the clip is decoded
+            values.append(0)
+    return values
+
+
 def native_rates(paths: Iterable[str | Path]) -> np.ndarray:
     """Sample rate (Hz) of each file as its header states it, int64 [N]; 0 for a file libsndfile
     cannot read (its rate is known only once decoded). Reads headers only (``soundfile.info``)."""
-    rates = []
-    for path in paths:
-        try:
-            rates.append(int(sf.info(str(path)).samplerate))
-        except Exception:  # noqa: BLE001 - unreadable here; load_audio reports it when the clip is decoded
-            rates.append(0)
-    return np.asarray(rates, dtype=np.int64)
+    return np.asarray(_header_values(paths, lambda info: int(info.samplerate)), dtype=np.int64)
+
+
+def native_durations(paths: Iterable[str | Path]) -> np.ndarray:
+    """Duration (seconds) of each file as its header states it, float64 [N]; 0 for a file
+    libsndfile cannot read. Reads headers only."""
+    return np.asarray(_header_values(paths, lambda info: float(info.duration)), dtype=np.float64)
 
 
 def low_rate_summary(rates: np.ndarray, top: float) -> str | None:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .config import AUGMENTATION_NAMES
 from .errors import ConfigError
 
 if TYPE_CHECKING:
@@ -32,7 +33,6 @@ PAPER_PITCH_SHIFT = (-2.0, 2.0)
 PAPER_NOISE_SNR = (5.0, 15.0)
 
 # Names accepted by AugmentConfig.from_names (and ``deepfeat crnn --augment``).
-AUGMENTATION_NAMES = ("stretch", "pitch", "noise", "specaugment", "patch", "mixup")
 
 
 # ----------------------------------------------------------------------------- waveform transforms

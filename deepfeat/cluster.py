@@ -93,10 +93,11 @@ def run_shard(manifest: Manifest, spec: ExtractorSpec, out: str | Path, shard: S
     this process has loaded)."""
     from .threads import torch_threads
 
-    with _Worker.lock, torch_threads(worker_threads()):
+    threads = worker_threads()
+    with _Worker.lock, torch_threads(threads):
         extractor = worker_extractor(spec)
         extract_features(manifest, extractor, shard.path(out), clips_per_batch=clips_per_batch, workers=0,
-                         on_error=on_error, progress=False, shard=shard)
+                         threads=threads, on_error=on_error, progress=False, shard=shard)
     return {"shard": shard.index, "host": socket.gethostname(), "pid": os.getpid(), "device": str(extractor.device),
             "loads": _Worker.loads}
 

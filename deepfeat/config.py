@@ -24,6 +24,30 @@ MEL_PRESETS: dict[str, tuple[float, float]] = {
 # The 3-channel multi-resolution image: (window, hop) in seconds for the R, G and B channels.
 MEL3_RESOLUTIONS: tuple[tuple[float, float], ...] = ((0.025, 0.010), (0.050, 0.025), (0.100, 0.050))
 CLIP_THRESHOLDS_DB = (-30.0, -45.0, -60.0, -80.0)
+#: matplotlib's built-in colour maps (each also reversed as NAME_r), accepted without importing
+#: matplotlib (which takes a good part of a second); other names are looked up in matplotlib's registry.
+BUILTIN_COLORMAPS = frozenset((
+    "Accent", "Blues", "BrBG", "BuGn", "BuPu", "CMRmap", "Dark2", "GnBu", "Grays", "Greens", "Greys", "OrRd",
+    "Oranges", "PRGn", "Paired", "Pastel1", "Pastel2", "PiYG", "PuBu", "PuBuGn", "PuOr", "PuRd", "Purples", "RdBu",
+    "RdGy", "RdPu", "RdYlBu", "RdYlGn", "Reds", "Set1", "Set2", "Set3", "Spectral", "Wistia", "YlGn", "YlGnBu",
+    "YlOrBr", "YlOrRd", "afmhot", "autumn", "binary", "bone", "brg", "bwr", "cividis", "cool", "coolwarm",
+    "copper", "cubehelix", "flag", "gist_earth", "gist_gray", "gist_heat", "gist_ncar", "gist_rainbow",
+    "gist_stern", "gist_yarg", "gnuplot", "gnuplot2", "gray", "hot", "hsv", "inferno", "jet", "magma",
+    "nipy_spectral", "ocean", "pink", "plasma", "prism", "rainbow", "seismic", "spring", "summer", "tab10",
+    "tab20", "tab20b", "tab20c", "terrain", "turbo", "twilight", "twilight_shifted", "viridis", "winter",
+))
+
+#: the augmentations of trained stages (``--augment``; :mod:`deepfeat.augment` implements them)
+AUGMENTATION_NAMES = ("stretch", "pitch", "noise", "specaugment", "patch", "mixup")
+
+
+def is_colormap(name: str) -> bool:
+    """Whether ``name`` is a matplotlib colour map (built-in ones without importing matplotlib)."""
+    if name in BUILTIN_COLORMAPS or (name.endswith("_r") and name[:-2] in BUILTIN_COLORMAPS):
+        return True
+    import matplotlib
+
+    return name in matplotlib.colormaps
 
 
 @dataclass(frozen=True)
@@ -80,14 +104,9 @@ class PlotConfig:
             raise ConfigError(f"windows (-t WIN HOP) must be two positive durations in seconds, got {self.segment}")
         if not (len(self.size) == 2 and min(self.size) > 0):
             raise ConfigError(f"image size must be two positive pixel counts (height, width), got {self.size}")
-        if self.colormap != "mel3":
-            import matplotlib
-
-            if self.colormap not in matplotlib.colormaps:
-                raise ConfigError(
-                    f"unknown colour map {self.colormap!r}; use a matplotlib colour map "
-                    "(viridis, magma, cividis, hot, gray, ...) or mel3"
-                )
+        if self.colormap != "mel3" and not is_colormap(self.colormap):
+            raise ConfigError(f"unknown colour map {self.colormap!r}; use a matplotlib colour map "
+                              "(viridis, magma, cividis, hot, gray, ...) or mel3")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

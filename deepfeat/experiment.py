@@ -3,7 +3,7 @@
 
 Stages, each a call of the stage's library function (:class:`Stages`), printed as the
 equivalent ``deepfeat`` command so any stage can be re-run by hand: ``extract`` every configured
-feature set → ``svm`` on each store → ``crnn`` → ``fuse`` each of the paper's groups (over this
+feature set → ``svm`` on each store → ``crnn`` → ``finetune`` each fine-tuned CNN → ``fuse`` each of the paper's groups (over this
 experiment's systems only; a group with fewer than two of them, or the same members as an
 earlier group, is skipped) with every method → ``report``. Re-running skips what is finished:
 
@@ -13,6 +13,8 @@ earlier group, is skipped) with every method → ``report``. Re-running skips wh
   and the default protocol (SVM kind, C grid);
 * crnn: skipped when ``metrics.json`` has the same test fold, dataset manifest, training,
   mel and duration configuration;
+* finetune: skipped when ``metrics.json`` has the same test fold and fine-tuning configuration
+  (network, weights, trainable stages, ensemble, augmentations, training);
 * fuse: skipped when ``metrics.json["fusion"]`` equals the configuration the run would have
   (method, parameters, group and each input's scores checksum: a re-run input re-fuses).
 
@@ -24,12 +26,10 @@ Outputs: ``features/<dataset>-<network>[-<weights>].h5`` and ``results/<dataset>
 """
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .config import canonical_json
 from .errors import ConfigError
 from .evaluation import RESULTS_DIR, default_run_dir
 
@@ -85,6 +85,11 @@ class Experiment:
     features: Sequence[FeatureSpec] = PAPER_FEATURES
     crnn_epochs: int | None = 100  #: None: no CRNN
     crnn_augment: str = "none"
+    #: fine-tuned CNNs (``NETWORK:WEIGHTS``), each ``deepfeat finetune`` with the settings below
+    finetune: Sequence[str] = ("efficientnet_lite0:imagenet",)
+    finetune_epochs: int | None = 30  #: None: no fine-tuning
+    finetune_ensemble: int = 1
+    finetune_augment: str = "mixup,specaugment"
     methods: Sequence[str] = ("stacking", "weighted", "mean", "vote")
     groups: Sequence[str] | None = None  #: None: every group of :data:`deepfeat.fusion.GROUPS`
     features_dir: Path = Path("features")
@@ -148,89 +153,28 @@ class Stages:
         run_fusion(paths, method=method, fold=self.exp.fold, run_dir=run_dir, group=group,
                    params=self.exp.fusion_params(method), overwrite=self.exp.overwrite)
 
+    def finetune(self, spec: FeatureSpec, run_dir: Path) -> None:
+        from .finetune import run_finetune
+
+        classifier, augment = finetune_classifier(self.exp, spec)
+        run_finetune(self.exp.manifest(), run_dir, test_fold=self.exp.fold, classifier=classifier, augment=augment,
+                     ensemble=self.exp.finetune_ensemble, device=self.exp.device, progress=False,
+                     overwrite=self.exp.overwrite)
+
     def report(self, results_dir: Path) -> None:
         from .report import write_report
 
         write_report(results_dir, self.exp.fold)
 
 
+from .experiment_checks import (  # noqa: E402 - they take Experiment and FeatureSpec, defined above
+    crnn_classifier, crnn_done, crnn_expected, finetune_classifier, finetune_done, fuse_done, svm_done,
+)
+
+
 def _run_dir(exp: Experiment, system: str) -> Path:
     """``default_run_dir`` (``results/<dataset>/<system>``) under ``exp.results_root``."""
     return exp.results_root / default_run_dir(exp.dataset, system).relative_to(RESULTS_DIR)
-
-
-def _metrics(run_dir: Path) -> dict | None:
-    try:
-        return json.loads((run_dir / "metrics.json").read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-
-
-def _same(a, b) -> bool:
-    return canonical_json(a) == canonical_json(b)
-
-
-# --- done checks: a reason the stage is finished, or None ---------------------------------------
-def svm_done(run_dir: Path, store: Path, fold: int, select_metric: str = "accuracy") -> str | None:
-    from .classify import DEFAULT_C_GRID
-    from .weights import file_sha256
-
-    m = _metrics(run_dir)
-    if m is None:
-        return None
-    if (m.get("test_fold") == fold and m.get("store_sha256") == file_sha256(store) and m.get("svm") == "svc"
-            and m.get("select_metric", "accuracy") == select_metric
-            and m.get("class_weight") is None and _same(m.get("c_grid"), list(DEFAULT_C_GRID))):
-        return "metrics.json matches the store and protocol"
-    return None
-
-
-def crnn_classifier(exp: Experiment):
-    """The (unfitted) CRNN of this experiment: the default one, ``exp.crnn_epochs`` epochs and
-    ``exp.crnn_augment``."""
-    import dataclasses
-
-    from .augment import AugmentConfig
-    from .crnn import CRNN_TRAINING, CRNNClassifier
-
-    return CRNNClassifier(training=dataclasses.replace(CRNN_TRAINING, epochs=exp.crnn_epochs),
-                          augment=AugmentConfig.from_names(exp.crnn_augment.split(",")))
-
-
-def crnn_expected(exp: Experiment) -> tuple[str, dict]:
-    """(system name, the ``metrics["config"]`` entries a matching CRNN run has)."""
-    from .crnn.config import CRNN_MEL, DEFAULT_DURATION
-    from .crnn.run import crnn_run_config, system_name, with_select_metric
-
-    manifest = exp.manifest()
-    classifier = with_select_metric(crnn_classifier(exp), exp.select_metric or manifest.primary_metric)
-    expected = crnn_run_config(manifest, classifier, CRNN_MEL, DEFAULT_DURATION)
-    return system_name(classifier), {k: v for k, v in expected.items() if k != "dataset"}
-
-
-def crnn_done(run_dir: Path, exp: Experiment, expected: dict) -> str | None:
-    m = _metrics(run_dir)
-    if m is None or m.get("test_fold") != exp.fold:
-        return None
-    config = m.get("config") or {}
-    if all(_same(config.get(k), v) for k, v in expected.items()):
-        return "metrics.json matches the training configuration"
-    return None
-
-
-def _fusion_identity(config) -> dict | None:
-    """A fusion configuration without its input paths (provenance only: a moved results folder
-    holds the same runs; the checksums identify the inputs)."""
-    if not isinstance(config, dict):
-        return None
-    return {**config, "inputs": [{k: v for k, v in i.items() if k != "path"} for i in config.get("inputs", [])]}
-
-
-def fuse_done(run_dir: Path, expected: dict) -> str | None:
-    m = _metrics(run_dir)
-    if m is not None and _same(_fusion_identity(m.get("fusion")), _fusion_identity(expected)):
-        return "metrics.json matches the inputs and method"
-    return None
 
 
 # --- the driver ----------------------------------------------------------------------------------
@@ -290,6 +234,29 @@ def _crnn(exp: Experiment, stages: Stages, echo: Echo, dry_run: bool) -> Path:
                           "--select-metric", exp.select_metric, "-q", *device],
           lambda: stages.crnn(run_dir), exp.overwrite)
     return run_dir
+
+
+def _finetune_all(exp: Experiment, stages: Stages, echo: Echo, dry_run: bool) -> list[Path]:
+    from .finetune import system_name
+
+    planned = []
+    device = ["--device", exp.device] if exp.device else []
+    for text in exp.finetune:
+        spec = FeatureSpec.parse(text)
+        classifier, _ = finetune_classifier(exp, spec)
+        run_dir = _run_dir(exp, system_name(classifier, exp.finetune_ensemble))
+        planned.append(run_dir)
+        reason = finetune_done(run_dir, exp, spec)
+        if reason:
+            echo(f"  skip {run_dir}: {reason}")
+            continue
+        _step(echo, dry_run, ["finetune", str(exp.data), "--fold", str(exp.fold), "-n", classifier.network, "-w",
+                              classifier.weights, "--epochs", str(exp.finetune_epochs), "--augment",
+                              exp.finetune_augment, *(["--ensemble", str(exp.finetune_ensemble)]
+                                                      if exp.finetune_ensemble > 1 else []),
+                              "-o", str(run_dir), "-q", *device],
+              lambda spec=spec, run_dir=run_dir: stages.finetune(spec, run_dir), exp.overwrite)
+    return planned
 
 
 def _fuse_groups(exp: Experiment, stages: Stages, singles: list[Path], results_dir: Path, echo: Echo,
@@ -352,6 +319,9 @@ def run_experiment(exp: Experiment, *, stages: Stages | None = None, echo: Echo 
     if exp.crnn_epochs:
         echo("== crnn: trained on log-mel spectrograms")
         planned.append(_crnn(exp, stages, echo, dry_run))
+    if exp.finetune_epochs and exp.finetune:
+        echo("== finetune: image CNNs fine-tuned on the mel images")
+        planned += _finetune_all(exp, stages, echo, dry_run)
     echo("== fuse: the paper's groups, over this experiment's systems only")
     planned += _fuse_groups(exp, stages, planned, results_dir, echo, dry_run)
 

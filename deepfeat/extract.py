@@ -1,14 +1,18 @@
-"""The extract stage: manifest → worker processes (decode, resample, front end) → batched network
-→ resumable HDF5 store. ``deepfeat extract`` is a thin shell over :func:`extract_features`."""
+"""The extract stage: manifest → front end (decode, resample, image; in worker processes or in this
+one) → batched network → resumable HDF5 store. ``deepfeat extract`` is a thin shell over
+:func:`extract_features`; the CPU plan (workers, torch threads) is :func:`deepfeat.threads.plan_threads`'s."""
 from __future__ import annotations
 
 import json
 import logging
+import os
 import platform
+import sys
 import time
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,6 +26,7 @@ from .datasets import Manifest
 from .errors import AudioError, ConfigError, StoreError
 from .extractors.base import Extractor
 from .store import StoreWriter, store_status
+from .threads import ThreadPlan, passive_wait, plan_threads, torch_threads
 
 if TYPE_CHECKING:
     from .shards import Shard
@@ -72,7 +77,40 @@ class ClipFrontend(Dataset):
             return PreparedClip(index, None, None, None, f"{clip.path}: {type(e).__name__}: {e}")
 
 
-def _collate(items):
+#: below this much free shared memory (``/dev/shm``; a container's default is 64 MB) workers pickle their batches
+MIN_SHARED_MEMORY = 2**30
+
+
+def _shared_memory_free() -> int:
+    try:
+        st = os.statvfs("/dev/shm")
+    except OSError:
+        return 0
+    return st.f_bavail * st.f_frsize
+
+
+def _pack(items: list[PreparedClip], share: bool = True):
+    """A worker's batch for the trip to the main process: the clips' inputs in one tensor, which
+    torch passes through shared memory (one segment per batch) instead of pickling each array
+    (``share`` False: as they are, pickled)."""
+    good = [c for c in items if c.error is None]
+    if not share or not good or len({c.inputs.dtype for c in good}) > 1:
+        return items, None, []
+    flat = torch.from_numpy(np.concatenate([c.inputs.ravel() for c in good]))
+    shapes = [c.inputs.shape for c in good]
+    for c in good:
+        c.inputs = None
+    return items, flat, shapes
+
+
+def _unpack(packed) -> list[PreparedClip]:
+    """The inverse of :func:`_pack`, in the main process (the inputs become views of the shared tensor)."""
+    items, flat, shapes = packed
+    if flat is not None:
+        data, offset = flat.numpy(), 0
+        for c, shape in zip((c for c in items if c.error is None), shapes):
+            size = int(np.prod(shape))
+            c.inputs, offset = data[offset:offset + size].reshape(shape), offset + size
     return items
 
 
@@ -120,19 +158,19 @@ def store_config(manifest: Manifest, extractor: Extractor, shard: Shard | None =
 
 
 def versions() -> dict:
-    import h5py
-    import librosa
-    import sklearn
+    """Versions of the software the features depend on, read from the installed packages' metadata
+    (importing scikit-learn or librosa only for a version string would cost a second)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    def installed(dist: str) -> str | None:
+        try:
+            return version(dist)
+        except PackageNotFoundError:
+            return None
 
     return {"deepfeat": __version__, "python": platform.python_version(), "torch": torch.__version__,
-            "librosa": librosa.__version__, "h5py": h5py.__version__, "numpy": np.__version__,
-            "scikit-learn": sklearn.__version__}
-
-
-def default_workers() -> int:
-    import os
-
-    return max(1, min(4, (os.cpu_count() or 2)))
+            "librosa": installed("librosa"), "h5py": installed("h5py"), "numpy": np.__version__,
+            "scikit-learn": installed("scikit-learn")}
 
 
 CLIPS_PER_BATCH = 32  #: clips per committed batch of the store's journal
@@ -192,7 +230,7 @@ def _rows(batch: list[PreparedClip], extractor: Extractor, manifest: Manifest, l
     if not good:
         return rows
     clips = manifest.clips
-    feats = extractor.embed(np.concatenate([c.inputs for c in good]))
+    feats = extractor.embed_many([c.inputs for c in good])
     offset = 0
     for c in good:
         for count, start in zip(c.counts, c.starts):
@@ -255,17 +293,49 @@ def _check_run(out: Path, clips_per_batch: int, workers: int | None) -> None:
         raise StoreError(f"{out}: cannot create its folder ({e.strerror}); choose another -o") from None
     if not os.access(out.parent, os.W_OK):
         raise StoreError(f"{out}: its folder is not writable; choose another -o or fix its permissions")
-def _loader(frontend: ClipFrontend, clips_per_batch: int, workers: int | None) -> DataLoader:
-    """Batches of ``clips_per_batch`` prepared clips, in order, from ``workers`` processes (default
-    :func:`default_workers`; 0: this process)."""
-    workers = default_workers() if workers is None else workers
-    return DataLoader(frontend, batch_size=clips_per_batch, shuffle=False, num_workers=workers, collate_fn=_collate,
-                      prefetch_factor=4 if workers else None, multiprocessing_context="fork" if workers else None)
+
+
+def _inline_batches(dataset: ClipFrontend, clips_per_batch: int, threads: int):
+    """Batches computed in this process, between the network's batches, by ``threads`` threads
+    (decoding, resampling, FFTs and resizing release the GIL); in order."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max(1, threads), thread_name_prefix="deepfeat-frontend") as pool:
+        for first in range(0, len(dataset), clips_per_batch):
+            yield list(pool.map(dataset.__getitem__, range(first, min(len(dataset), first + clips_per_batch))))
+
+
+def _frontend_batches(manifest: Manifest, extractor: Extractor, start: int, stop: int, clips_per_batch: int,
+                      plan: ThreadPlan):
+    """An iterator over batches of :class:`PreparedClip` from clip ``start`` on: computed here
+    (``plan.workers == 0``, on the plan's threads while the network waits) or by ``plan.workers``
+    forked processes, which start at once (before the network loads) and inherit what
+    :meth:`~deepfeat.extractors.base.Extractor.warm_frontend` imported."""
+    dataset = ClipFrontend(manifest, extractor, start, stop)
+    if plan.workers == 0:
+        return _inline_batches(dataset, clips_per_batch, plan.threads)
+    collate = partial(_pack, share=_shared_memory_free() >= MIN_SHARED_MEMORY)
+    loader = DataLoader(dataset, batch_size=clips_per_batch, shuffle=False, num_workers=plan.workers,
+                        collate_fn=collate, prefetch_factor=4, multiprocessing_context="fork")
+    return map(_unpack, iter(loader))  # iter: the workers start now
+
+
+def _load_network(extractor: Extractor, plan: ThreadPlan, progress: bool) -> float:
+    """Load the network (saying so on stderr with ``progress``); returns the seconds it took."""
+    if extractor.is_loaded:
+        return 0.0
+    if progress:
+        print(f"loading {extractor.name} ({extractor.weights} weights, {extractor.device}; {plan.describe()})…",
+              file=sys.stderr, flush=True)
+    tic = time.perf_counter()
+    extractor.load()
+    return time.perf_counter() - tic
 
 
 def extract_features(manifest: Manifest, extractor: Extractor, out: str | Path, *,
-                     clips_per_batch: int = CLIPS_PER_BATCH, workers: int | None = None, on_error: str = "skip",
-                     overwrite: bool = False, progress: bool = True, shard: Shard | None = None) -> Path:
+                     clips_per_batch: int = CLIPS_PER_BATCH, workers: int | None = None, threads: int | None = None,
+                     on_error: str = "skip", overwrite: bool = False, progress: bool = True,
+                     shard: Shard | None = None) -> Path:
     """Extract features of every clip of ``manifest`` into the HDF5 store ``out``; resumes an
     interrupted run.
 
@@ -278,8 +348,11 @@ def extract_features(manifest: Manifest, extractor: Extractor, out: str | Path, 
         The store; its journal is ``OUT.h5.partial/``, its log ``OUT.h5.log``.
     clips_per_batch : int
         Clips per committed batch.
-    workers : int, optional
-        Front-end worker processes (default :func:`default_workers`; 0: in this process).
+    workers, threads : int, optional
+        Front-end worker processes (0: in this process) and torch threads; defaults from
+        :func:`deepfeat.threads.plan_threads` (workers + threads = the available cores). The
+        features do not depend on ``workers``; on ``threads`` only by float32 rounding, for some
+        networks (:mod:`deepfeat.threads`).
     on_error : {"skip", "fail"}
         ``skip`` records undecodable clips in the store's ``skipped`` group and the log and goes
         on (a clip cut short is kept, and listed in the store's ``warnings`` group and the log);
@@ -287,7 +360,7 @@ def extract_features(manifest: Manifest, extractor: Extractor, out: str | Path, 
     overwrite : bool
         Replace a store (or journal) of another configuration.
     progress : bool
-        A progress bar.
+        A "loading" line and a progress bar on stderr.
     shard : Shard, optional
         Extract only the clips ``shard.start`` to ``shard.stop`` into ``out``, a shard store that
         :func:`deepfeat.merge.merge_stores` joins with the others (:mod:`deepfeat.shards` runs them).
@@ -299,29 +372,36 @@ def extract_features(manifest: Manifest, extractor: Extractor, out: str | Path, 
     """
     out = Path(out)
     _check_run(out, clips_per_batch, workers)
-    if not extractor.is_loaded:
-        extractor.load()
+    plan = plan_threads(workers, threads, device=extractor.device.type)
+    extractor.resolve_weights()
     if not overwrite and store_status(out, store_config(manifest, extractor, shard)) == "complete":
         log.info("%s: already complete for this configuration; nothing to do", out)
         return out
     first, stop = (shard.start, shard.stop) if shard is not None else (0, len(manifest))
-    with _open_writer(manifest, extractor, out, overwrite, clips_per_batch, shard) as writer, _run_log(out):
+    with _open_writer(manifest, extractor, out, overwrite, clips_per_batch, shard) as writer, _run_log(out), \
+            torch_threads(plan.threads):
         if shard is None or shard.index == 0:  # one warning per run, not per shard
             warn_low_rates(manifest, extractor)
         start = writer.clips_done
         if start > first:
             log.info("resuming %s at clip %d/%d", out, start, len(manifest))
+        log.info("plan: %s; OpenMP threads wait %s", plan.describe(), "passively" if passive_wait() else "actively")
+        extractor.warm_frontend()  # before the workers fork: they inherit its imports and tables
+        batches = _frontend_batches(manifest, extractor, start, stop, clips_per_batch, plan)
+        load_seconds = _load_network(extractor, plan, progress)
         from tqdm import tqdm
 
         lap, labels = _Laps(), manifest.label_indices()
         with tqdm(total=stop - first, initial=start - first, unit="clip", desc=f"extract {extractor.name}",
                   disable=not progress) as bar:
-            for batch in _loader(ClipFrontend(manifest, extractor, start, stop), clips_per_batch, workers):
+            for batch in batches:
                 _commit_batch(writer, batch, extractor, manifest, labels, on_error, lap)
                 bar.update(len(batch))
         total = writer.seconds()
-        path = writer.finish({"extract_seconds": total, "clips_per_second": (stop - first) / total if total > 0 else 0.0,
-                              "device": str(extractor.device)}, allow_empty=shard is not None)
+        path = writer.finish({"extract_seconds": total, "load_seconds": load_seconds,
+                              "clips_per_second": (stop - first) / total if total > 0 else 0.0,
+                              "device": str(extractor.device), "workers": plan.workers, "threads": plan.threads},
+                             allow_empty=shard is not None)
         log.info("wrote %s (%d clips, %.1f s)", path, stop - first, total)
     return path
 

@@ -36,6 +36,33 @@ FORMAT_NAMES = {"deepfeat.features": "deepfeat feature store", "deepfeat.scores"
                 "deepfeat.mels": "deepfeat mel cache"}
 
 
+def cache_dir(*parts: str) -> Path:
+    """deepfeat's cache folder, ``$XDG_CACHE_HOME/deepfeat`` (default ``~/.cache/deepfeat``), or a
+    folder below it (``parts``); not created here."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache", "deepfeat", *parts)
+
+
+def cached_array(path: Path | None, make, shape: tuple[int, ...], dtype) -> np.ndarray:
+    """The array saved in ``path`` (a ``.npy`` file) if it is there with this ``shape`` and ``dtype``;
+    else ``make()``, saved there atomically for next time (where the folder cannot be written,
+    it is simply made again next time). ``path`` None: ``make()``, not saved."""
+    if path is not None:
+        try:
+            array = np.load(path, allow_pickle=False)
+            if array.shape == tuple(shape) and array.dtype == dtype:
+                return array
+        except (OSError, ValueError):
+            pass
+    array = make()
+    if path is not None:
+        try:
+            with atomic_path(path) as tmp, open(tmp, "wb") as f:
+                np.save(f, array)
+        except OSError:
+            pass
+    return array
+
+
 @contextmanager
 def atomic_path(path: str | Path, fsync: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success rename it to ``path``, on failure delete it.

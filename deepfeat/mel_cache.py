@@ -126,8 +126,9 @@ def ensure_mel_cache(path: str | Path, manifest: Manifest, mel: MelConfig, durat
                      progress: bool = True, overwrite: bool = False) -> Path:
     """Make sure ``path`` holds the log-mels of every clip of ``manifest``, plain and per
     waveform augmentation (module docstring). Missing variants are computed (in ``workers``
-    processes) and added; a cache with another key is refused unless ``overwrite``."""
-    from .extract import default_workers
+    processes; default: one per available core) and added; a cache with another key is refused
+    unless ``overwrite``."""
+    from .threads import available_cores
 
     path = Path(path)
     key = mel_cache_key(manifest, mel, duration)
@@ -138,8 +139,12 @@ def ensure_mel_cache(path: str | Path, manifest: Manifest, mel: MelConfig, durat
         return path
     names = [ORIGINAL if aug is None else aug.name for aug in todo]
     start = time.perf_counter()
+    # Once here, before the workers fork: they inherit the imports (librosa.effects) and the filterbank.
+    for aug in todo:
+        silence = np.zeros(mel.sample_rate // 4, np.float32)
+        log_mel(silence if aug is None else aug.apply(silence, mel.sample_rate, "warm-up"), mel)
     results = _map_clips(clip_mels, [(c.path, c.id, mel, duration, todo, c.channel) for c in manifest.clips],
-                         default_workers() if workers is None else workers)
+                         available_cores() if workers is None else workers)
     if progress:
         from tqdm import tqdm
 

@@ -15,7 +15,7 @@ from .errors import StoreError
 from .io import attrs_dict, read_strings
 from .store import describe_difference, open_store, write_store
 
-_TIMINGS = ("extract_seconds", "clips_per_second")  #: attributes a merge recomputes
+_TIMINGS = ("extract_seconds", "clips_per_second", "load_seconds")  #: attributes a merge recomputes
 
 
 def merge_stores(parts: Sequence[str | Path], out: str | Path, attrs: dict | None = None) -> Path:
@@ -23,8 +23,8 @@ def merge_stores(parts: Sequence[str | Path], out: str | Path, attrs: dict | Non
 
     The result is the store a single run would have written: rows in manifest order, the
     configuration without its ``shard`` entry, the attributes of the first shard, ``n_clips`` of
-    the whole dataset, ``extract_seconds`` summed over the shards (processing time, as a resumed
-    single run sums its sessions) and ``clips_per_second`` from it; ``device`` lists every device
+    the whole dataset, ``extract_seconds`` and ``load_seconds`` summed over the shards (processing
+    time, as a resumed single run sums its sessions) and ``clips_per_second`` from it; ``device`` lists every device
     used. ``attrs`` are written last. ``out`` appears only once complete (:func:`~deepfeat.io.atomic_path`);
     one block of rows is in memory at a time.
 
@@ -44,7 +44,9 @@ def merge_stores(parts: Sequence[str | Path], out: str | Path, attrs: dict | Non
     seconds = float(sum(h["attrs"].get("extract_seconds", 0.0) for h in heads))
     n_clips = json.loads(heads[-1]["attrs"]["config"])["shard"]["stop"]
     devices = sorted({str(h["attrs"]["device"]) for h in heads if "device" in h["attrs"]})
+    load = float(sum(h["attrs"].get("load_seconds", 0.0) for h in heads))
     merged = {**first, "extract_seconds": seconds, "clips_per_second": n_clips / seconds if seconds > 0 else 0.0,
+              "load_seconds": load,
               **({"device": ", ".join(devices)} if devices else {}), **(attrs or {})}
     return write_store(Path(out), canonical_json(config), n_clips, heads[0]["label_names"], merged,
                        (block for part in parts for block in _store_blocks(part)))

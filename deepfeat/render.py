@@ -7,7 +7,9 @@ it exists for parity and comparison. Low frequencies are at the bottom in both.
 """
 from __future__ import annotations
 
+import re
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -15,13 +17,34 @@ from PIL import Image
 from .config import PlotConfig
 
 
-@lru_cache(maxsize=32)
-def colormap_lut(name: str) -> np.ndarray:
-    """The colour map as a uint8 lookup table [256, 3]."""
+def _lut_file(name: str) -> Path | None:
+    """Where the lookup table of colour map ``name`` is cached (None for a name unfit for a file)."""
+    from importlib.metadata import version
+
+    from .io import cache_dir
+
+    if not re.fullmatch(r"[A-Za-z0-9_.+-]+", name):
+        return None
+    return cache_dir("colormaps", f"matplotlib-{version('matplotlib')}") / f"{name}.npy"
+
+
+def _make_lut(name: str) -> np.ndarray:
     import matplotlib
 
     cmap = matplotlib.colormaps[name].resampled(256)
     return np.round(cmap(np.arange(256))[:, :3] * 255.0).astype(np.uint8)
+
+
+@lru_cache(maxsize=32)
+def colormap_lut(name: str) -> np.ndarray:
+    """The colour map as a uint8 lookup table [256, 3].
+
+    Made with matplotlib once per matplotlib version and kept in deepfeat's cache folder
+    (:func:`deepfeat.io.cached_array`), so later runs read a file instead of importing matplotlib.
+    """
+    from .io import cached_array
+
+    return cached_array(_lut_file(name), lambda: _make_lut(name), (256, 3), np.uint8)
 
 
 def _unit(db: np.ndarray, clip_db: float) -> np.ndarray:

@@ -33,9 +33,9 @@ CHART = "test_accuracy.png"  #: the chart of a dataset whose primary metric is a
 _TITLES = {"accuracy": "acc", "macro_f1": "macro-F1", "uar": "UAR"}
 _WORDS = {"accuracy": "accuracy", "macro_f1": "macro-F1", "uar": "UAR"}
 #: Row order of single systems: ImageNet image CNNs, untrained ones, other image CNNs, audio models, CRNN.
-_KIND_ORDER = ("image-imagenet", "image-none", "image", "audio", "crnn", "fusion")
+_KIND_ORDER = ("image-imagenet", "image-none", "image", "audio", "crnn", "finetune", "fusion")
 _KIND_TITLES = {"image-imagenet": "image CNN", "image-none": "image CNN", "image": "image CNN", "audio": "audio model",
-                "crnn": "CRNN", "fusion": "fusion"}
+                "crnn": "CRNN", "finetune": "fine-tuned CNN", "fusion": "fusion"}
 
 
 @dataclass
@@ -193,6 +193,14 @@ def _describe(run: Run) -> tuple[str, str, str, str]:
         return "CRNN", "CRNN", "none (trained on mels)", f"{m.get('epochs', '?')} epochs" + (
             f", augment: {', '.join(aug)}" if aug else "")
     pretraining = {"imagenet": "ImageNet", "none": "none (random init)"}.get(info.weights or "", info.weights or "–")
+    if info.family == "finetune":
+        blocks = m.get("train_blocks")
+        aug = m.get("augmentation") or []
+        detail = (f"last {blocks} stages" if blocks is not None else "all stages") + \
+            f", {(m.get('training') or {}).get('epochs', '?')} epochs" + \
+            (f", ensemble of {m['ensemble']}" if (m.get("ensemble") or 1) > 1 else "") + \
+            (f", augment: {', '.join(aug)}" if aug else "")
+        return "fine-tuned CNN", info.network or "?", pretraining, detail
     detail = (info.colormap or "–") if info.family == "image" else "–"
     return _KIND_TITLES[run.kind], info.network or m.get("network") or "?", pretraining, detail
 

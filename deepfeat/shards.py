@@ -110,8 +110,8 @@ class ExtractorSpec:
 
 def extract_sharded(manifest: Manifest, spec: ExtractorSpec, out: str | Path, *, shards: int | None = None,
                     scheduler: str | None = None, clips_per_batch: int = CLIPS_PER_BATCH, workers: int | None = None,
-                    on_error: str = "skip", overwrite: bool = False, keep_shards: bool = False,
-                    progress: bool = True) -> Path:
+                    threads: int | None = None, on_error: str = "skip", overwrite: bool = False,
+                    keep_shards: bool = False, progress: bool = True) -> Path:
     """Extract ``manifest`` in shards and merge them into the store ``out`` (module docstring).
 
     Parameters
@@ -127,8 +127,9 @@ def extract_sharded(manifest: Manifest, spec: ExtractorSpec, out: str | Path, *,
     scheduler : str, optional
         ``local:K`` (a LocalCluster of K worker processes) or a Dask scheduler's address; None:
         the shards run one after the other in this process, with ``workers`` front-end processes.
-    clips_per_batch, workers, on_error
-        As :func:`deepfeat.extract.extract_features` (``workers``: in-process runs only).
+    clips_per_batch, workers, threads, on_error
+        As :func:`deepfeat.extract.extract_features` (``workers``, ``threads``: in-process runs only;
+        a Dask worker plans its own, :func:`deepfeat.cluster.worker_threads`).
     overwrite : bool
         Discard ``out``, its journal and its shards first.
     keep_shards : bool
@@ -142,12 +143,12 @@ def extract_sharded(manifest: Manifest, spec: ExtractorSpec, out: str | Path, *,
         The merged store.
     """
     out = Path(out)
-    if scheduler and workers:
-        raise ConfigError("--workers sets the front-end processes of a run in this process; on Dask each worker "
-                          "process runs its own front end: drop --workers")
+    if scheduler and (workers or threads):
+        raise ConfigError("--workers/--threads set the CPU plan of a run in this process; on Dask each worker "
+                          "process plans its own front end and threads: drop them")
     if overwrite:
         _discard(out)
-    with _runner(scheduler, manifest, spec, workers) as runner:
+    with _runner(scheduler, manifest, spec, workers, threads) as runner:
         if store_status(out, runner.config()) == "complete":
             log.info("%s: already complete for this configuration; nothing to do", out)
             return out
@@ -164,8 +165,8 @@ def extract_sharded(manifest: Manifest, spec: ExtractorSpec, out: str | Path, *,
 class _InProcess:
     """Runs the shards one after the other in this process, the network loaded once."""
 
-    def __init__(self, manifest: Manifest, spec: ExtractorSpec, workers: int | None):
-        self.manifest, self.frontend_workers = manifest, workers
+    def __init__(self, manifest: Manifest, spec: ExtractorSpec, workers: int | None, threads: int | None):
+        self.manifest, self.frontend_workers, self.threads = manifest, workers, threads
         self.extractor = spec.build()
         self.extractor.load()
 
@@ -177,15 +178,16 @@ class _InProcess:
 
     def run(self, out: Path, plan: list[Shard], options: dict) -> dict:
         for shard in plan:
-            extract_features(self.manifest, self.extractor, shard.path(out), workers=self.frontend_workers, progress=False,
-                             shard=shard, **options)
+            extract_features(self.manifest, self.extractor, shard.path(out), workers=self.frontend_workers,
+                             threads=self.threads, progress=False, shard=shard, **options)
         return {}
 
 
 @contextmanager
-def _runner(scheduler: str | None, manifest: Manifest, spec: ExtractorSpec, workers: int | None):
+def _runner(scheduler: str | None, manifest: Manifest, spec: ExtractorSpec, workers: int | None,
+            threads: int | None):
     if not scheduler:
-        yield _InProcess(manifest, spec, workers)
+        yield _InProcess(manifest, spec, workers, threads)
         return
     from .cluster import DaskRunner, dask_client
 

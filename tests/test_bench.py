@@ -17,7 +17,7 @@ from deepfeat.datasets import load_manifest
 from deepfeat.store import read_store
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-SIBLINGS = ("common", "measure", "memory", "report", "scaleout")
+SIBLINGS = ("common", "measure", "memory", "processes", "report", "scaleout")
 HAS_PSS = hasattr(psutil.Process().memory_full_info(), "pss")
 
 
@@ -55,6 +55,11 @@ def report(bench):
     return bench.report
 
 
+@pytest.fixture(scope="module")
+def processes(bench):
+    return bench.processes
+
+
 # --- common ------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("network, expected", [("vgg16", 80), ("efficientnet_lite0", 200), ("resnet50", 80),
                                                ("openl3", 10), ("panns_cnn14", 32), ("birdnet", 32)])
@@ -66,7 +71,7 @@ def test_common_full_sizes_per_network(common, network, expected):
 def test_common_sizes_are_consistent(common, sizes, most):
     s = getattr(common, sizes)
     assert s.memory_clips >= 1 and common.MEMORY_REPEAT == 10
-    assert s.naive_images <= s.forward_images
+    assert set(s.process_clips) == set(common.PROCESS_NETWORKS) and s.busy_processes >= 1
     assert s.most_clips() == most  # the CRNN reads the most clips in both
 
 
@@ -97,7 +102,7 @@ def test_common_given_data_is_used_and_a_missing_one_is_an_error(common, demo_di
 @pytest.mark.parametrize("rows, dim, classes", [(100, 16, 5), (60, 8, 3)])
 def test_measure_synthetic_svm_store_is_balanced_over_classes_and_folds(common, measure, tmp_path, rows, dim,
                                                                          classes):
-    sizes = common.Sizes(frontend_clips=1, frontend_repeats=1, forward_images=1, naive_images=1, forward_repeats=1,
+    sizes = common.Sizes(frontend_clips=1, frontend_repeats=1, forward_images=1, forward_repeats=1,
                          svm_rows=rows, svm_dim=dim, svm_classes=classes, svm_folds=5)
     measure.write_svm_store(tmp_path / "s.h5", sizes)
     fs = read_store(tmp_path / "s.h5")
@@ -206,14 +211,29 @@ def test_report_renderer_target(report, ratio, verdict):
     (0.8, 1.3, 61.0, False),
 ])
 def test_report_targets_pass_and_miss(report, fraction, memory_ratio, svm_seconds, verdict):
-    results = {"forward": {"vgg16": {"speedup_over_naive": 1.0}},
+    results = {"forward": {"vgg16": {"frozen_over_eager": 1.0}},
                "end_to_end": {"vgg16": {"fraction_of_forward": fraction}},
                "memory": {"ratio": {"main_peak_rss_mib": memory_ratio}},
                "svm": {"wall_seconds": svm_seconds, "rows": 2000, "dim": 4096, "classes": 50}}
-    renderer, e2e, mem, svm = report.targets(results)  # the naive floor is information, not a target
+    renderer, e2e, mem, svm = report.targets(results)  # frozen against eager is information, not a target
     assert renderer["pass"] is None  # not measured: n/a, neither PASS nor MISS
     assert "end-to-end" in e2e["target"] and "memory" in mem["target"] and "svm" in svm["target"]
     assert [e2e["pass"], mem["pass"], svm["pass"]] == [verdict] * 3
+
+
+@pytest.mark.parametrize("good", [True, False])
+def test_report_process_targets(report, good):
+    results = {"contention": {"densenet121": {"busy_processes": 2, "wall_ratio": 0.7 if good else 0.4}},
+               "startup": {"clips": 5, "network": "efficientnet_lite0", "startup_seconds": 1.5 if good else 2.5,
+                           "help_seconds": 0.3 if good else 0.6},
+               "gpu": {"device": "cuda", "network": "densenet121", "clips_per_s": 1500.0 if good else 900.0,
+                       "fp16_max_relative_error": 0.002 if good else 0.05}}
+    rows = report.targets(results)[1:]
+    assert [r["pass"] for r in rows] == [good] * 5
+    assert [report._measured(r) for r in rows] == (["0.70x", "1.50 s", "0.30 s", "1,500", "0.002"] if good else
+                                                   ["0.40x", "2.50 s", "0.60 s", "900", "0.05"])
+    on_cpu = report.targets({"gpu": {**results["gpu"], "device": "cpu"}})
+    assert not any("GPU" in r["target"] for r in on_cpu)  # the GPU targets are judged on a GPU only
 
 
 def test_report_memory_table_shows_every_figure_and_the_ratios(report):
@@ -264,9 +284,20 @@ def test_report_scaleout_section_and_sgd_memory_target(report, sgd_rss, verdict)
     assert target["pass"] is verdict and target["measured"] == sgd_rss / 2500.0
 
 
-def test_bench_opt_in_sections_are_not_run_by_default(bench):
-    assert set(bench.OPT_IN_SECTIONS).isdisjoint(bench.parse_args([]).sections.split(","))
-    assert bench._names("svm,workers,sgd_memory", bench.SECTIONS + bench.OPT_IN_SECTIONS, "section")
+# --- processes ---------------------------------------------------------------------------------------
+def test_processes_plans_include_the_default_and_the_old_oversubscribed_one(processes):
+    plans = processes.plans(2)
+    assert plans["default"] == (None, None) and plans["2 workers + 2 threads"] == (2, 2)
+
+
+def test_processes_busy_loops_spin_and_end(processes):
+    tic = time.process_time()
+    with processes.busy_loops(2):
+        busy = [p for p in psutil.Process().children() if "while True" in " ".join(p.cmdline())]
+        time.sleep(0.5)
+        assert len(busy) == 2 and all(p.cpu_times().user > 0.05 for p in busy)
+    assert not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in busy)
+    assert time.process_time() - tic < 0.5  # the loops spin in their own processes, not in this one
 
 
 # --- bench (the entry) -------------------------------------------------------------------------------
@@ -318,41 +349,26 @@ def test_bench_quick_run_writes_report_and_json(bench, demo_dir, tmp_path, capsy
     assert fe["fast_over_matplotlib"] == pytest.approx(speedup)
     assert 0 <= fe["mean_abs_pixel_difference"] < 10  # the two renderers draw the same picture
     fwd, e2e = results["forward"]["efficientnet_lite0"], results["end_to_end"]["efficientnet_lite0"]
-    assert fwd["images_per_s"] > 0 and fwd["naive_images_per_s"] > 0
-    assert fwd["speedup_over_naive"] == pytest.approx(fwd["images_per_s"] / fwd["naive_images_per_s"])
+    assert fwd["images_per_s"] > 0 and fwd["default"] == "frozen" and fwd["frozen"]["images_per_s"] > 0
+    assert fwd["images_per_s"] == fwd["frozen"]["images_per_s"] and fwd["eager"]["images_per_s"] > 0
+    assert fwd["frozen_over_eager"] == pytest.approx(fwd["frozen"]["images_per_s"] / fwd["eager"]["images_per_s"])
     assert e2e["fraction_of_forward"] == pytest.approx(e2e["clips_per_s"] / fwd["images_per_s"])
-    assert e2e["rows"] == e2e["clips"] == 4 and e2e["dim"] == 1280
+    assert e2e["rows"] == e2e["clips"] == 4 and e2e["dim"] == 1280 and e2e["threads"] >= 1
     assert results["audio_models"]["panns_cnn14"]["dim"] == 2048
     assert results["svm"]["wall_seconds"] > 0 and results["svm"]["rows"] == 200
     assert results["crnn"]["seconds_per_epoch"] > 0 and results["crnn"]["clips"] == 10
     names = [r["target"] for r in results["targets"]]
     assert any("matplotlib" in n for n in names) and any("svm" in n for n in names)
-    assert not any("naive" in n for n in names)  # measured and shown, but not a target
+    assert not any("eager" in n for n in names)  # measured and shown, but not a target
     readme = (out / "README.md").read_text()
-    assert "## Targets" in readme and "quick mode" in readme and "naive images/s" in readme
+    assert "## Targets" in readme and "quick mode" in readme and "eager images/s" in readme
     assert readme.count("PASS") + readme.count("MISS") >= len(results["targets"])
     printed = capsys.readouterr().out
     assert "machine:" in printed and printed.rstrip().splitlines()[-1].startswith(("PASS", "MISS"))
 
 
-def test_deepfeat_bench_has_a_click_help_with_the_scripts_options():
-    """``deepfeat bench --help`` is click's, and lists exactly the options of ``benchmarks/bench.py``."""
-    import re
-
-    from click.testing import CliRunner
-
-    from deepfeat.cli.main import cli
-
-    result = CliRunner().invoke(cli, ["bench", "--help"])
-    assert result.exit_code == 0 and result.output.startswith("Usage: cli bench [OPTIONS]")
-    assert "[default: efficientnet_lite0,densenet121" in result.output  # defaults read from the benchmark
-    script = subprocess.run([sys.executable, str(BENCHMARKS / "bench.py"), "--help"], capture_output=True, text=True)
-    options = {o for o in re.findall(r"--[a-z][a-z-]*", script.stdout)} - {"--help"}
-    clicked = {o for o in re.findall(r"--[a-z][a-z-]*", result.output)} - {"--help"}
-    assert options == clicked
-
-
-def test_deepfeat_bench_passes_its_options_to_the_script(monkeypatch):
+def test_deepfeat_bench_passes_its_arguments_to_the_script(monkeypatch):
+    """``deepfeat bench ARGS`` runs ``benchmarks/bench.py``'s ``main(ARGS)`` (its --help included)."""
     from click.testing import CliRunner
 
     from deepfeat.cli.bench import load_benchmark
@@ -360,7 +376,37 @@ def test_deepfeat_bench_passes_its_options_to_the_script(monkeypatch):
 
     seen = []
     monkeypatch.setattr(load_benchmark(), "main", lambda argv: seen.append(argv) or 0)
-    result = CliRunner().invoke(cli, ["bench", "--quick", "--threads", "1", "--networks", "vgg16", "--sections", "svm"])
-    assert result.exit_code == 0
-    assert seen == [["--quick", "--networks", "vgg16", "--audio-models", "panns_cnn14,openl3,birdnet",
-                     "--sections", "svm", "--threads", "1"]]
+    for args in (["--quick", "--threads", "1", "--networks", "vgg16", "--sections", "svm"], ["--help"]):
+        assert CliRunner().invoke(cli, ["bench", *args]).exit_code == 0
+    assert seen == [["--quick", "--threads", "1", "--networks", "vgg16", "--sections", "svm"], ["--help"]]
+
+
+def test_bench_opt_in_sections_are_not_run_by_default(bench):
+    assert bench.parse_args([]).sections is None
+    assert set(bench.OPT_IN_SECTIONS).isdisjoint(bench.SECTIONS)
+    assert bench._names("svm,workers,sgd_memory", bench.SECTIONS + bench.OPT_IN_SECTIONS, "section")
+
+
+@pytest.mark.slow
+def test_bench_quick_process_sections(bench, demo_dir, tmp_path):
+    """Start-up, quiet/contended, CPU plans and the GPU section (here on the CPU) in quick mode."""
+    out = tmp_path / "bench"
+    assert bench.main(["--quick", "--data", str(demo_dir), "--out", str(out), "--device", "cpu",
+                       "--sections", "startup,contention,plans,gpu"]) == 0
+    results = json.loads((out / "bench.json").read_text())
+    assert results["errors"] == {}
+    start = results["startup"]
+    assert 0 < start["help_seconds"] < start["wall_seconds"] and start["clips"] == 2
+    assert start["startup_seconds"] == pytest.approx(start["wall_seconds"] - start["load_seconds"])
+    for net in ("efficientnet_lite0", "densenet121"):
+        con = results["contention"][net]
+        assert con["quiet"]["cpu_seconds"] > 0 and con["contended"]["clips"] == con["clips"]
+        assert con["wall_ratio"] == pytest.approx(con["contended"]["wall_clips_per_s"] / con["quiet"]["wall_clips_per_s"])
+        assert [p["workers"] for p in results["plans"][net].values()][1] == 1
+    gpu = results["gpu"]
+    assert gpu["device"] == "cpu" and gpu["fp16_max_relative_error"] == 0.0  # no float16 on the CPU
+    assert gpu["images"]["max_levels"] <= 4
+    readme = (out / "README.md").read_text()
+    assert "## 7. Start-up" in readme and "## 8. Quiet and beside busy processes" in readme
+    assert "## 9. CPU plans" in readme and "## 10. GPU" in readme
+    assert not any("GPU" in r["target"] for r in results["targets"])

@@ -332,7 +332,7 @@ def test_rerun_reuses_the_finished_trainings(run, manifest, cached):
 
 def test_rerun_with_another_config_is_refused(run, manifest, cached):
     run_dir, _, config = run
-    with pytest.raises(StoreError, match=r"run: holds a run of other inputs or settings \(params.epochs: 2 -> 3\)"):
+    with pytest.raises(StoreError, match=r"run: holds a run of other inputs or settings \(params.training.epochs: 2 -> 3\)"):
         run_crnn(manifest, run_dir, test_fold=5, classifier=_classifier(epochs=3, augment=config.augment), mel=MEL,
                  duration=1.0, mel_cache=cached, workers=1, progress=False)
 
@@ -370,12 +370,28 @@ def test_cli_bad_option_is_a_one_line_error(demo_dir, tmp_path, capsys, bad):
 
 def test_cli_defaults_are_the_library_defaults():
     from deepfeat.cli.crnn import crnn
-    from deepfeat.crnn.config import CRNN_MEL, DEFAULT_DURATION
+    import click
 
-    defaults = {p.name: p.default() if callable(p.default) else p.default for p in crnn.params}
+    from deepfeat.crnn.config import CRNN_MEL
+
+    defaults = {p.name: p.get_default(click.Context(crnn)) for p in crnn.params}  # read lazily from the library
     assert (defaults["window"], defaults["hop"], defaults["n_mels"], defaults["sample_rate"], defaults["clip_db"]) == (
         CRNN_MEL.window, CRNN_MEL.hop, CRNN_MEL.n_mels, CRNN_MEL.sample_rate, CRNN_MEL.clip_db)
     config = CRNN_TRAINING
-    assert defaults["duration"] == DEFAULT_DURATION
+    assert defaults["duration"] == "auto"  # deepfeat.crnn.auto_duration: from the clips' lengths
     assert (defaults["epochs"], defaults["batch_size"], defaults["learning_rate"], defaults["seed"]) == (
         config.epochs, config.batch_size, config.learning_rate, config.seed)
+
+
+def test_auto_duration_is_the_95th_percentile_of_the_clip_lengths(tmp_path):
+    """Short clips are not padded to 5 s: ``--duration auto`` follows the data (headers only)."""
+    import soundfile as sf
+
+    from deepfeat.crnn import auto_duration
+    from deepfeat.datasets import load_manifest
+
+    lengths = [0.3] * 19 + [0.42]  # 95th percentile 0.306 s -> 0.4 s
+    for i, seconds in enumerate(lengths):
+        (tmp_path / "digit" if i % 2 else tmp_path / "word").mkdir(exist_ok=True)
+        sf.write(tmp_path / ("digit" if i % 2 else "word") / f"c{i}.wav", np.zeros(int(seconds * 8000)), 8000)
+    assert auto_duration(load_manifest(tmp_path)) == pytest.approx(0.4)

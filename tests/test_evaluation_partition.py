@@ -91,7 +91,7 @@ def test_stores_record_the_channel_of_each_row_and_svm_pools_them_per_clip(tmp_p
     path = _store(tmp_path / "each.h5", data, channels,
                   {"primary_metric": "macro_f1", "evaluation_folds": json.dumps([5])})
     fs = read_store(path)
-    assert fs.channels.tolist() == channels.tolist() and read_store(_store(tmp_path / "mix.h5", data)).channels is None
+    assert fs.channels.tolist() == channels.tolist() and read_store(_store(tmp_path / "mix.h5", blobs(n_folds=5, per_cell=2))).channels is None
     metrics = run_svm(path, fold="evaluation", run_dir=tmp_path / "run", n_jobs=1)
     assert metrics["select_metric"] == "macro_f1" and metrics["test_partition"] == "evaluation"
     scores = read_scores(tmp_path / "run" / "scores.h5")

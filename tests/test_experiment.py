@@ -1,6 +1,6 @@
 """deepfeat.experiment: the end-to-end driver and its skipping of finished stages.
 
-Extraction and CRNN training are replaced by fakes that write what those stages write (a feature
+Extraction, CRNN training and fine-tuning are replaced by fakes that write what those stages write (a feature
 store; a run folder) from the demo manifest, so the test is fast; svm, fuse and report run for
 real."""
 from __future__ import annotations
@@ -13,7 +13,9 @@ import pytest
 from deepfeat.datasets import load_manifest
 from deepfeat.errors import ConfigError, DeepfeatError
 from deepfeat.evaluation import classification_metrics, write_run
-from deepfeat.experiment import Experiment, FeatureSpec, Stages, crnn_expected, run_experiment
+from deepfeat.experiment import (
+    Experiment, FeatureSpec, Stages, crnn_expected, finetune_classifier, run_experiment,
+)
 from deepfeat.scores import Scores, read_scores
 from deepfeat.store import StoreWriter
 
@@ -42,6 +44,15 @@ class FakeStages(Stages):
         self.calls.append(["crnn"])
         self.write_crnn(run_dir)
 
+    def finetune(self, spec, run_dir):
+        self.calls.append(["finetune", spec.network])
+        classifier, augment = finetune_classifier(self.exp, spec)
+        config = {"network": classifier.network, "weights": classifier.weights,
+                  "train_blocks": classifier.train_blocks, "ensemble": self.exp.finetune_ensemble,
+                  "augmentation": augment.names(), "mixup_alpha": classifier.mixup_alpha,
+                  "training": classifier.training_config().to_dict()}
+        self.write_trained(run_dir, run_dir.name, config, {"model": "finetune", **config}, seed=2)
+
     def fuse(self, paths, method, group, run_dir):
         self.calls.append(["fuse", group, method])
         super().fuse(paths, method, group, run_dir)
@@ -65,25 +76,31 @@ class FakeStages(Stages):
         writer.finish({"extract_seconds": 1.5, "device": "cpu"})
 
     def write_crnn(self, run_dir):
+        system, expected = crnn_expected(self.exp)
+        config = {**expected, "dataset": self.manifest.name}
+        self.write_trained(run_dir, system, {"config": config}, config, seed=1)
+
+    def write_trained(self, run_dir, system: str, provenance: dict, score_config: dict, seed: int):
+        """A trained system's run folder: noisy one-hot scores, ``provenance`` in metrics.json."""
         m, exp = self.manifest, self.exp
         labels, folds = m.label_indices(), m.folds()
-        scores = np.eye(len(m.label_names))[labels] + np.random.default_rng(1).normal(size=(len(m), len(m.label_names)))
+        scores = np.eye(len(m.label_names))[labels] + np.random.default_rng(seed).normal(size=(len(m), len(m.label_names)))
         test = folds == exp.fold
         pred = scores.argmax(axis=1)
-        system, expected = crnn_expected(exp)
         metrics = {"dataset": m.name, "test_fold": exp.fold, "devel_accuracy": float((pred == labels)[~test].mean()),
                    **{f"test_{k}": v
                       for k, v in classification_metrics(labels[test], pred[test], m.label_names).items()},
-                   "config": {**expected, "dataset": m.name}}
+                   **provenance}
         run_scores = Scores(system, m.ids(), folds, labels, m.label_names, scores, exp.fold, "probability",
-                            {**expected, "dataset": m.name})
+                            score_config)
         write_run(run_dir, system=system, metrics=metrics, scores=run_scores, y_true_test=labels[test],
                   y_pred_test=pred[test], label_names=m.label_names)
 
 
-def _experiment(data, root) -> tuple[Experiment, FakeStages]:
+def _experiment(data, root, finetune=()) -> tuple[Experiment, FakeStages]:
     exp = Experiment(data, fold=5, features=FEATURES, crnn_epochs=2, methods=("stacking", "mean"),
-                     features_dir=root / "features", results_root=root / "results")
+                     features_dir=root / "features", results_root=root / "results", finetune=finetune,
+                     finetune_epochs=2)
     return exp, FakeStages(data, exp)
 
 
@@ -233,3 +250,24 @@ def test_runs_from_elsewhere_are_not_fused_but_noted(finished):
     run_experiment(exp, stages=runner, echo=lines.append)
     assert "fuse" not in _stages(runner.calls)  # the imagenet group still has one system of this experiment
     assert any(f"note: {stale} is not part of this experiment" in line for line in lines)
+
+
+def test_finetuned_systems_run_once_join_their_fusions_and_rerun_when_changed(demo_dir, tmp_path):
+    exp, runner = _experiment(demo_dir, tmp_path, finetune=("efficientnet_lite0:imagenet",))
+    exp.features = (FEATURES[0], FEATURES[3])  # Lite0 (ImageNet) and BirdNET
+    lines = []
+    run_experiment(exp, stages=runner, echo=lines.append)
+    assert _stages(runner.calls).count("finetune") == 1
+    assert any(line.startswith("+ deepfeat finetune") and "--epochs 2" in line for line in lines)
+    assert (exp.results_root / "demo" / "finetune-efficientnet_lite0-imagenet" / "metrics.json").is_file()
+    assert {"finetuned+audio", "all"} <= {c[1] for c in runner.calls if c[0] == "fuse"}
+    row = next(r for r in (exp.results_root / "demo" / "README.md").read_text().splitlines() if "`finetune-" in r)
+    assert "fine-tuned CNN" in row and "last 2 stages, 2 epochs, augment: specaugment, mixup" in row
+
+    runner.calls.clear()
+    run_experiment(exp, stages=runner, echo=lines.append)
+    assert "finetune" not in _stages(runner.calls) and "fuse" not in _stages(runner.calls)
+
+    exp.finetune_epochs, exp.overwrite = 3, True
+    run_experiment(exp, stages=runner, echo=lambda _: None)
+    assert _stages(runner.calls).count("finetune") == 1

@@ -47,10 +47,23 @@ def test_store_contents(reference_store, demo_dir):
     assert "committed 25/25 clips" in log
 
 
-def test_worker_processes_give_identical_features(reference_store, demo_dir, tmp_path):
-    out = extract_features(load_manifest(demo_dir), lite0(), tmp_path / "w.h5", clips_per_batch=4, workers=2,
-                           progress=False)
+@pytest.mark.parametrize("workers,threads", [(2, None), (1, 1), (0, 3)])
+def test_features_do_not_depend_on_the_plan(reference_store, demo_dir, tmp_path, workers, threads):
+    """Bit for bit, for Lite0 (frozen; deepfeat.threads says which networks round differently)."""
+    out = extract_features(load_manifest(demo_dir), lite0(), tmp_path / "w.h5", clips_per_batch=4, workers=workers,
+                           threads=threads, progress=False)
     np.testing.assert_array_equal(read_store(out).features, read_store(reference_store).features)
+    attrs = read_store(out).attrs
+    assert attrs["workers"] == workers and attrs["threads"] == (threads or attrs["threads"]) >= 1
+
+
+def test_plan_and_load_are_reported(demo_dir, tmp_path, capsys):
+    out = extract_features(load_manifest(demo_dir), lite0(), tmp_path / "p.h5", workers=0, threads=1, progress=True)
+    err = capsys.readouterr().err
+    assert "loading efficientnet_lite0 (imagenet weights, cpu; 1 torch thread, front end in this process" in err
+    attrs = read_store(out).attrs
+    assert attrs["load_seconds"] > 0 and attrs["threads"] == 1 and attrs["workers"] == 0
+    assert "plan: 1 torch thread, front end in this process" in Path(str(out) + ".log").read_text()
 
 
 def test_complete_store_is_not_recomputed(reference_store, demo_dir):
@@ -175,3 +188,18 @@ def test_ctrl_c_keeps_finished_batches(many_clips, tmp_path):
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "rerun the same command to resume" in err
     assert Path(str(out) + ".partial").exists()
+
+
+@pytest.mark.parametrize("share", [True, False])
+def test_worker_batches_are_unpacked_as_they_were_packed(share):
+    from deepfeat.extract import PreparedClip, _pack, _unpack
+
+    rng = np.random.default_rng(0)
+    shapes = [(1, 4, 5, 3), None, (3, 4, 5, 3)]
+    items = [PreparedClip(i, rng.integers(0, 255, s, dtype=np.uint8), np.array([s[0]]), np.zeros(1)) if s else
+             PreparedClip(i, None, None, None, "x.wav: cannot decode") for i, s in enumerate(shapes)]
+    expected = [None if c.inputs is None else c.inputs.copy() for c in items]
+    packed = _pack(items, share)
+    assert (packed[1] is not None) == share and (items[0].inputs is None) == share
+    for clip, want in zip(_unpack(packed), expected):
+        assert (clip.inputs is None and want is None) or np.array_equal(clip.inputs, want)

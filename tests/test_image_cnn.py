@@ -136,9 +136,16 @@ def test_half_precision_on_cuda_stays_within_tolerance_of_float32(name, weights)
                                           ("densenet121", "none")])
 def test_cpu_optimised_network_equals_eager(name, weights):
     images = np.random.default_rng(4).integers(0, 255, (5, 224, 224, 3), dtype=np.uint8)
-    fast = create_extractor(name, weights=weights, device="cpu")
+    fast = create_extractor(name, weights=weights, device="cpu", optimize=True)
     eager = create_extractor(name, weights=weights, device="cpu", optimize=False)
     fast.load()
     assert isinstance(fast.model, torch.jit.ScriptModule)
     a, b = fast.embed(images), eager.embed(images)
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * np.abs(b).max())
+
+
+@pytest.mark.parametrize("name,frozen", [("efficientnet_lite0", True), ("resnet50", True), ("vgg16", True),
+                                         ("densenet121", False), ("convnext_tiny", False)])
+def test_networks_are_frozen_on_cpu_only_where_it_pays(name, frozen):
+    assert create_extractor(name, weights="none", device="cpu").optimize is frozen
+    assert create_extractor(name, weights="none", device="cpu", optimize=not frozen).optimize is not frozen

@@ -95,7 +95,7 @@ def single_run(manifest, tmp_path_factory):
     return extract_features(manifest, BandSpec().build(), out, clips_per_batch=BATCH, workers=0, progress=False)
 
 
-TIMINGS = {"extract_seconds", "clips_per_second"}
+TIMINGS = {"extract_seconds", "clips_per_second", "load_seconds"}
 
 
 def assert_same_store(path, reference):
@@ -252,7 +252,7 @@ def test_cli_scheduler_from_environment_and_options_that_do_nothing(demo_dir, tm
         main([*base, "--workers", "2"])
     err = capsys.readouterr().err
     assert e.value.code == 2 and err.startswith("Error: --workers") and err.count("\n") == 1
-    assert "on Dask each worker process runs its own front end" in err and not list(tmp_path.iterdir())
+    assert "on Dask each worker process plans its own front end and threads" in err and not list(tmp_path.iterdir())
 
 
 def test_unreachable_scheduler_is_one_error_line(demo_dir, tmp_path, capsys):

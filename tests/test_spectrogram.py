@@ -1,10 +1,14 @@
+import warnings
+
 import librosa
 import numpy as np
 import pytest
 
 from deepfeat.config import MEL3_RESOLUTIONS, MEL_PRESETS, MelConfig
 from deepfeat.errors import ConfigError
-from deepfeat.spectrogram import fft_size, log_mel, mel3_stack, power_to_clipped_db
+from deepfeat.spectrogram import (
+    fft_size, log_mel, mel3_stack, mel_filterbank, mel_power, power_to_clipped_db, stft_power,
+)
 
 from .conftest import tone
 
@@ -79,3 +83,37 @@ def test_mel_power_equals_librosa_melspectrogram(preset, rate):
     expected = librosa.feature.melspectrogram(y=x, sr=rate, n_fft=fft_size(win), hop_length=hop, win_length=win,
                                               n_mels=128, fmin=20.0, fmax=rate / 2 - 1000)
     np.testing.assert_allclose(mel_power(x, mel), expected, rtol=1e-4, atol=1e-6 * expected.max())
+
+
+@pytest.mark.parametrize("n", [100, 2047, 16000, 16000 * 3 + 17])
+@pytest.mark.parametrize("win,hop,n_fft", [(400, 160, 2048), (1103, 441, 2048), (5120, 2560, 5120), (256, 128, 2048)])
+def test_stft_power_is_librosas_to_the_bit(n, win, hop, n_fft):
+    x = np.random.default_rng(n).standard_normal(n).astype(np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # n_fft larger than a short input
+        spec = librosa.stft(x, n_fft=n_fft, hop_length=hop, win_length=win, window="hann", center=True)
+    np.testing.assert_array_equal(stft_power(x, n_fft, hop, win), np.square(spec.real) + np.square(spec.imag))
+
+
+@pytest.mark.parametrize("preset", sorted(MEL_PRESETS))
+def test_mel_power_is_librosas_melspectrogram(preset):
+    mel = MelConfig.from_preset(preset, sample_rate=RATE)
+    x = tone(440, 1.0, RATE) + 0.05 * np.random.default_rng(1).standard_normal(RATE).astype(np.float32)
+    win, hop = int(round(mel.window * RATE)), int(round(mel.hop * RATE))
+    ref = librosa.feature.melspectrogram(y=x, sr=RATE, n_fft=fft_size(win), hop_length=hop, win_length=win,
+                                         n_mels=mel.n_mels, power=2.0)
+    np.testing.assert_allclose(mel_power(x, mel), ref, rtol=1e-4, atol=1e-6 * ref.max())
+
+
+def test_filterbank_is_cached_per_setting(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    mel_filterbank.cache_clear()
+    try:
+        bank = mel_filterbank(RATE, 2048, 64, 0.0, None).toarray()
+        files = list(tmp_path.glob("deepfeat/mel/librosa-*/*.npy"))
+        assert len(files) == 1 and np.array_equal(np.load(files[0]), bank)
+        np.testing.assert_array_equal(bank, librosa.filters.mel(sr=RATE, n_fft=2048, n_mels=64).astype(np.float32))
+        mel_filterbank(RATE, 2048, 32, 0.0, 4000.0)
+        assert len(list(tmp_path.glob("deepfeat/mel/librosa-*/*.npy"))) == 2
+    finally:
+        mel_filterbank.cache_clear()

@@ -7,5 +7,5 @@ __getattr__, __all__ = lazy_exports(__name__, {
     ".config": ("ARCHITECTURES", "CRNNArchitecture", "CRNN_MEL", "CRNN_TRAINING", "DEFAULT_DURATION"),
     ".model": ("CRNN", "conv_block"),
     ".classifier": ("CRNNClassifier", "CRNNTask", "architecture_of", "as_versions"),
-    ".run": ("crnn_run_config", "load_crnn", "run_crnn", "system_name"),
+    ".run": ("auto_duration", "crnn_run_config", "load_crnn", "run_crnn", "system_name"),
 })

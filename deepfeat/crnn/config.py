@@ -11,7 +11,8 @@ from ..training.config import TrainConfig
 #: Mel settings of the CRNN input: 128 bands, 80 ms Hann windows every 40 ms, clipped at -80 dB.
 #: 5 s → 126 frames (coarser than speech framing, to fit 500 CPU epochs into 30 min).
 CRNN_MEL = MelConfig(sample_rate=44100, n_mels=128, window=0.08, hop=0.04, fmin=0.0, fmax=None, clip_db=-80.0)
-DEFAULT_DURATION = 5.0  #: seconds every clip is padded or cropped to
+DEFAULT_DURATION = 5.0  #: seconds every clip is padded or cropped to when the data give no length (``auto``)
+AUTO_PERCENTILE = 95  #: ``--duration auto``: this percentile of the clips' lengths (rounded up to 0.1 s)
 
 
 @dataclass(frozen=True)

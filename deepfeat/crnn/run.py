@@ -26,7 +26,7 @@ from ..io import write_json
 from ..mel_cache import ORIGINAL, default_mel_cache, ensure_mel_cache, read_mels
 from ..threads import torch_threads
 from .classifier import CRNNClassifier, architecture_of
-from .config import ARCHITECTURES, CRNN_MEL, DEFAULT_DURATION
+from .config import ARCHITECTURES, AUTO_PERCENTILE, CRNN_MEL, DEFAULT_DURATION
 
 def system_name(classifier: CRNNClassifier) -> str:
     """``crnn`` (ESC architecture), ``crnn-dcase``; ``-aug`` appended when augmenting."""
@@ -77,8 +77,23 @@ def _write_histories(result, fold_dir: Path) -> None:
     result.metrics["timings"]["seconds_per_epoch"] = float(np.mean(epochs)) if epochs else None
 
 
+def auto_duration(manifest: Manifest) -> float:
+    """The input length of ``--duration auto``, seconds: the :data:`AUTO_PERCENTILE`-th percentile
+    of the clips' lengths (file headers), rounded up to 0.1 s, so that short clips (a 0.4 s
+    spoken digit) are not padded to 5 s and few clips are cropped; :data:`DEFAULT_DURATION` when
+    no header gives a length."""
+    from ..audio import native_durations
+
+    lengths = native_durations(dict.fromkeys(c.path for c in manifest.clips))
+    lengths = lengths[lengths > 0]
+    if not len(lengths):
+        return DEFAULT_DURATION
+    return float(np.ceil(np.percentile(lengths, AUTO_PERCENTILE) * 10 - 1e-6) / 10)
+
+
 def run_crnn(manifest: Manifest, run_dir: str | Path, *, test_fold: int | str = 5,
-             classifier: CRNNClassifier | None = None, mel: MelConfig = CRNN_MEL, duration: float = DEFAULT_DURATION,
+             classifier: CRNNClassifier | None = None, mel: MelConfig = CRNN_MEL,
+             duration: float | str = DEFAULT_DURATION,
              mel_cache: str | Path | None = None, workers: int | None = None, device: str | None = None,
              threads: int | None = 1, progress: bool = True, overwrite: bool = False, system: str | None = None,
              select_metric: str | None = None) -> dict:
@@ -90,7 +105,8 @@ def run_crnn(manifest: Manifest, run_dir: str | Path, *, test_fold: int | str = 
     data or settings in ``run_dir``, which is otherwise refused). The mel cache defaults to
     :func:`~deepfeat.mel_cache.default_mel_cache`. ``threads``: torch CPU threads while training
     (the small convolutions gain little from more; None: torch's default). ``test_fold``: a fold
-    number or ``"evaluation"``. ``select_metric`` (None: the dataset's primary metric) is recorded
+    number or ``"evaluation"``. ``duration``: seconds, or ``"auto"`` (:func:`auto_duration`).
+    ``select_metric`` (None: the dataset's primary metric) is recorded
     in metrics.json as what model selection maximises (the model after the last epoch is used now).
     """
     from ..extractors.base import pick_device
@@ -102,6 +118,8 @@ def run_crnn(manifest: Manifest, run_dir: str | Path, *, test_fold: int | str = 
                                     check_metric(select_metric) if select_metric else manifest.primary_metric)
     system = system or system_name(classifier)
     run_dir = Path(run_dir)
+    pick_device(device)  # an unknown device fails before the mels are computed
+    duration = auto_duration(manifest) if duration == "auto" else float(duration)
     t_start, cpu_start = time.perf_counter(), time.process_time()
     labels = labelled(manifest)
     if overwrite and (run_dir / "checkpoints").exists():

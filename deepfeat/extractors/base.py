@@ -147,9 +147,31 @@ class Extractor(abc.ABC):
     def load(self) -> None:
         """Build the network on :attr:`device` and load its weights; sets :attr:`weights_sha256`."""
 
+    def resolve_weights(self) -> Path | None:
+        """Find the weights file ``-w`` names and set :attr:`weights_sha256`, without building the
+        network (a store's identity needs the checksum before the network loads).
+
+        Returns
+        -------
+        Path or None
+            The file; None for random initialisation (``-w none``) or a network without one.
+        """
+        return None
+
+    def warm_frontend(self) -> None:
+        """Run :meth:`frontend` once on silence, so that its imports and cached tables (mel
+        filterbank, colour map) are made in this process before front-end workers fork from it."""
+        seconds = self.segment[0] if self.segment else (self.duration or 1.0)
+        self.frontend(np.zeros(max(1, int(round(seconds * self.sample_rate))), np.float32))
+
     @abc.abstractmethod
     def embed(self, inputs: np.ndarray) -> np.ndarray:
         """Model inputs [k, ...] → float32 features [k, D] (main process, batched)."""
+
+    def embed_many(self, parts: list[np.ndarray]) -> np.ndarray:
+        """The inputs of several segments (each [k_i, ...], as :meth:`frontend` made them) →
+        features [sum k_i, D], in order."""
+        return self.embed(np.concatenate(parts))
 
     def config(self) -> dict:
         """Everything that determines the features (stored in the HDF5 ``config`` attribute)."""
@@ -182,16 +204,21 @@ class TorchExtractor(Extractor):
     def network_label(self) -> str:
         return self.name
 
-    def read_checkpoint(self) -> dict | None:
-        """The state dict ``-w`` names (None for ``none``); sets :attr:`weights_sha256`."""
+    def resolve_weights(self) -> Path | None:
         from .. import weights as registry
 
         if self.weights == "none":
             self.weights_sha256 = None
             return None
-        names = self.weights_names(self.name)
-        path, self.weights_sha256 = registry.resolve_choice(self.name, self.weights, names)
-        return self.convert_checkpoint(registry.load_state_dict(path), path)
+        path, self.weights_sha256 = registry.resolve_choice(self.name, self.weights, self.weights_names(self.name))
+        return path
+
+    def read_checkpoint(self) -> dict | None:
+        """The state dict ``-w`` names (None for ``none``); sets :attr:`weights_sha256`."""
+        from .. import weights as registry
+
+        path = self.resolve_weights()
+        return None if path is None else self.convert_checkpoint(registry.load_state_dict(path), path)
 
     def load_network(self) -> torch.nn.Module:
         """Build the network with the fixed seed and load the checkpoint into it (eval mode, CPU)."""

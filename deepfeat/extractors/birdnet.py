@@ -19,10 +19,10 @@ import sys
 import tempfile
 import warnings
 from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 import torch
-from scipy.special import expit
 
 from .. import weights as weights_registry
 from ..audio import frame_windows
@@ -107,7 +107,7 @@ class BirdNETExtractor(Extractor):
         if hop <= 0:
             raise ConfigError(f"{name}: the window hop must be positive seconds, got {hop}")
         self.hop = float(hop)  #: seconds between window starts
-        self.threads = threads or torch.get_num_threads()
+        self.threads = threads  #: LiteRT threads; None: torch's thread count when loaded
         self._interpreter = None
 
     @property
@@ -122,15 +122,20 @@ class BirdNETExtractor(Extractor):
     def is_loaded(self) -> bool:
         return self._interpreter is not None
 
-    def load(self) -> None:
-        """Open the interpreter (main process only: it cannot be pickled or shared across a fork)."""
+    def resolve_weights(self) -> Path:
         try:
             path, self.weights_sha256 = weights_registry.resolve_choice(self.name, self.weights, self.WEIGHTS)
         except WeightsError as e:
             if self.weights in self.WEIGHTS:
                 raise WeightsError(f"{e}. The BirdNET model file is missing: {INSTALL_HINT}") from None
             raise
-        interpreter = litert_interpreter(path, self.threads)
+        return path
+
+    def load(self) -> None:
+        """Open the interpreter (main process only: it cannot be pickled or shared across a fork) with
+        :attr:`threads` threads (default: torch's, as the extract plan sets them)."""
+        path = self.resolve_weights()
+        interpreter = litert_interpreter(path, self.threads or torch.get_num_threads())
         (inp,) = interpreter.get_input_details()
         if tuple(inp["shape_signature"]) != (-1, INPUT_SAMPLES):
             raise WeightsError(f"{path}: input shape {tuple(inp['shape_signature'])}, expected (-1, {INPUT_SAMPLES}) "
@@ -158,6 +163,8 @@ class BirdNETExtractor(Extractor):
             self._interpreter.invoke()
             out[i] = self._interpreter.get_tensor(self._output)[0]
         if self.layer == "scores":
+            from scipy.special import expit  # here: every extract run imports this module, few need it
+
             out = expit(out)
         return out
 

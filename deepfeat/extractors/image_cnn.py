@@ -47,6 +47,10 @@ class CNNSpec:
     input_size: int = 224  #: pixels (square)
     mean: tuple = IMAGENET_MEAN
     std: tuple = IMAGENET_STD
+    #: on CPU, trace, freeze and fuse the network (TorchScript, oneDNN): pays for conv → batch norm
+    #: networks (the norm folds into the convolution); costs load time and gains nothing for
+    #: DenseNet (norm before conv), EfficientNet-B0 and ConvNeXt. ``make bench`` compares both per network.
+    freeze: bool = True
 
 
 CNN_SPECS: dict[str, CNNSpec] = {
@@ -55,12 +59,12 @@ CNN_SPECS: dict[str, CNNSpec] = {
     "alexnet": CNNSpec("classifier.5", 4096, "alexnet-owt-7be5be79.pth"),  # fc7 after its ReLU
     "resnet18": CNNSpec("flatten", 512, "resnet18-f37072fd.pth"),  # global average pool
     "resnet50": CNNSpec("flatten", 2048, "resnet50-0676ba61.pth"),
-    "densenet121": CNNSpec("flatten", 1024, "densenet121-a639ec97.pth"),
-    "densenet201": CNNSpec("flatten", 1920, "densenet201-c1103571.pth"),
+    "densenet121": CNNSpec("flatten", 1024, "densenet121-a639ec97.pth", freeze=False),
+    "densenet201": CNNSpec("flatten", 1920, "densenet201-c1103571.pth", freeze=False),
     "mobilenet_v2": CNNSpec("flatten", 1280, "mobilenet_v2-b0353104.pth"),
-    "efficientnet_b0": CNNSpec("flatten", 1280, "efficientnet_b0_rwightman-7f5810bc.pth"),
+    "efficientnet_b0": CNNSpec("flatten", 1280, "efficientnet_b0_rwightman-7f5810bc.pth", freeze=False),
     "inception_v3": CNNSpec("flatten", 2048, "inception_v3_google-0cc3c7bd.pth", input_size=299),
-    "convnext_tiny": CNNSpec("classifier.1", 768, "convnext_tiny-983f1562.pth"),
+    "convnext_tiny": CNNSpec("classifier.1", 768, "convnext_tiny-983f1562.pth", freeze=False),
 }
 
 
@@ -176,7 +180,8 @@ class ImageCNNExtractor(TorchExtractor):
     SPECS: ClassVar[dict[str, CNNSpec]] = CNN_SPECS  #: the networks of this class
 
     def __init__(self, name: str, plot: PlotConfig | None = None, batch_size: int | None = None,
-                 optimize: bool = True, input_size: tuple[int, int] | None = None, **kwargs):
+                 optimize: bool | None = None, device_frontend: bool | None = None,
+                 input_size: tuple[int, int] | None = None, **kwargs):
         if name not in self.SPECS:
             raise ConfigError(f"unknown image network {name!r} for {type(self).__name__}; "
                               f"choose one of {', '.join(self.SPECS)}")
@@ -192,17 +197,24 @@ class ImageCNNExtractor(TorchExtractor):
         #: ran faster than large channels_last batches (activations stay in cache); on CUDA large
         #: channels_last fp16 batches are the fast path. ``make bench`` measures the result.
         self.batch_size = batch_size or (64 if self.device.type == "cuda" else 4)
-        #: CPU: trace, freeze and fuse the network (conv + batch norm folding, oneDNN kernels);
-        #: features equal the eager ones within float32 rounding (tested). ``make bench`` compares
-        #: it with a plain eager batch-1 loop.
-        self.optimize = optimize
+        #: CPU: trace, freeze and fuse the network (default: where that pays, :attr:`CNNSpec.freeze`);
+        #: features equal the eager ones within float32 rounding (tested).
+        self.optimize = self.spec.freeze if optimize is None else bool(optimize)
         self.memory_format = torch.channels_last if self.device.type == "cuda" else torch.contiguous_format
+        #: mel images made batched on the network's device (:mod:`deepfeat.torch_frontend`), the
+        #: workers only decoding; default: on CUDA with the fast renderer
+        self.device_frontend = (self.device.type == "cuda" and plot.renderer == "fast") if device_frontend is None \
+            else bool(device_frontend)
+        if self.device_frontend and plot.renderer != "fast":
+            raise ConfigError("the device front end draws the fast renderer's images; drop --renderer matplotlib")
         self.model = None
         self._dim = self.spec.dim if self.layer == self.spec.default_layer else None
 
     # --- front end (worker processes) ---------------------------------------------------------
     def frontend(self, samples: np.ndarray) -> np.ndarray:
-        """Audio → one uint8 image [1, H, W, 3]."""
+        """Audio → one uint8 image [1, H, W, 3]; with :attr:`device_frontend`, the audio itself [1, samples]."""
+        if self.device_frontend:
+            return np.asarray(samples, dtype=np.float32)[None]
         return spectrogram_image(samples, self.plot)[None]
 
     @property
@@ -266,26 +278,52 @@ class ImageCNNExtractor(TorchExtractor):
             self._dim = int(self.embed(probe).shape[1])
         return self._dim
 
+    def _features(self, images: torch.Tensor) -> np.ndarray:
+        """uint8 images [b, H, W, 3] (a tensor, any device) → features [b, D]."""
+        x = images.to(self.device, non_blocking=True).permute(0, 3, 1, 2)  # NHWC memory = channels_last
+        x = ((x.float().div_(255.0) - self._mean) / self._std).contiguous(memory_format=self.memory_format)
+        if self.use_half:
+            x = x.half()
+        y = self.model(x)
+        y = y["features"] if isinstance(y, dict) else y
+        return torch.flatten(y, 1).float().cpu().numpy()
+
     def embed(self, inputs: np.ndarray) -> np.ndarray:
         """uint8 images [k, H, W, 3] → features [k, D] (batched, inference mode; channels_last on CUDA)."""
         if self.model is None:
             self.load()
-        outs = []
         with torch.inference_mode(), flush_denormals():
-            for batch in row_batches(inputs, self.batch_size):
-                x = torch.from_numpy(np.require(batch, requirements=["C", "W"]))
-                x = x.to(self.device, non_blocking=True).permute(0, 3, 1, 2)  # NHWC memory = channels_last
-                x = ((x.float().div_(255.0) - self._mean) / self._std).contiguous(memory_format=self.memory_format)
-                if self.use_half:
-                    x = x.half()
-                y = self.model(x)
-                y = y["features"] if isinstance(y, dict) else y
-                outs.append(torch.flatten(y, 1).float().cpu().numpy())
+            outs = [self._features(torch.from_numpy(np.require(batch, requirements=["C", "W"])))
+                    for batch in row_batches(inputs, self.batch_size)]
         return np.concatenate(outs) if outs else np.zeros((0, self.spec.dim), np.float32)
 
+    def embed_many(self, parts: list[np.ndarray]) -> np.ndarray:
+        """Several segments' inputs → features; with :attr:`device_frontend` the inputs are audio,
+        drawn into images on the device in batches of equal-length segments."""
+        if not self.device_frontend:
+            return super().embed_many(parts)
+        if self.model is None:
+            self.load()
+        from .. import torch_frontend
+
+        rows = [row for part in parts for row in part]
+        out = np.zeros((len(rows), self.dim), np.float32)
+        by_length: dict[int, list[int]] = {}
+        for i, row in enumerate(rows):
+            by_length.setdefault(len(row), []).append(i)
+        with torch.inference_mode():
+            for indices in by_length.values():
+                for chunk in row_batches(np.array(indices), self.batch_size):
+                    audio = torch.from_numpy(np.stack([rows[i] for i in chunk])).to(self.device, non_blocking=True)
+                    out[chunk] = self._features(torch_frontend.images(audio, self.plot))
+        return out
+
     def config(self) -> dict:
-        return {**super().config(), "plot": self.plot.to_dict(), "input_size": self.spec.input_size,
-                "normalisation": {"mean": list(self.spec.mean), "std": list(self.spec.std)}}
+        config = {**super().config(), "plot": self.plot.to_dict(), "input_size": self.spec.input_size,
+                  "normalisation": {"mean": list(self.spec.mean), "std": list(self.spec.std)}}
+        if self.device_frontend:  # images within a few grey levels of the CPU renderer's, not equal
+            config["frontend"] = "torch"
+        return config
 
 
 @contextmanager
