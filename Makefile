@@ -6,7 +6,7 @@ DF     := $(VENV)/bin/deepfeat
 DATA   ?= ../shared/datasets/esc10
 UV     := $(PYTHON) -m uv
 
-.PHONY: install extract test bench esc10 paper esc50 clean
+.PHONY: install extract test test-slow bench esc10 paper esc50 clean
 install: $(VENV)/.installed
 
 # uv, not pip: plain pip here picks a local CPU-only torch wheel that the registry's torchvision
@@ -24,8 +24,12 @@ extract: install
 	$(DF) extract features/demo-data -n efficientnet_lite0 -w imagenet -o features/demo-efficientnet_lite0-imagenet.h5
 	$(DF) inspect features/demo-efficientnet_lite0-imagenet.h5
 
+# The fast suite (under 5 min on a quiet 2-core machine); the end-to-end tests marked slow run with `make test-slow`.
 test: install
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -m "not slow" tests
+
+test-slow: install
+	$(PY) -m pytest -q -m slow tests
 
 # ESC-10 from ../shared (or DATA=...): EfficientNet-Lite0 features and the fold-5 SVM.
 esc10: install

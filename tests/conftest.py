@@ -44,3 +44,15 @@ def randomise_batch_norm(model: torch.nn.Module, seed: int) -> None:
                 for t, lo, hi in ((m.running_mean, -1, 1), (m.running_var, 0.5, 2), (m.weight, 0.5, 1.5),
                                   (m.bias, -0.5, 0.5)):
                     t.copy_(torch.rand(t.shape, generator=g) * (hi - lo) + lo)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny tensors gain nothing from threads, and spin-waiting threads crawl on a busy machine
+    (test modules of trained networks use it for all their tests)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -1,7 +1,6 @@
 import json
 import warnings
 
-import h5py
 import numpy as np
 import pytest
 import torch
@@ -42,12 +41,8 @@ def data(cached, manifest):
 
 
 @pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors gain nothing from threads, and spin-waiting threads crawl on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def one_thread(one_torch_thread):
+    """One torch thread for every test here (conftest.one_torch_thread)."""
 
 
 def _same_state(a, b):

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.pipeline import make_pipeline
 from sklearn.utils.estimator_checks import parametrize_with_checks
@@ -70,11 +69,8 @@ class CentroidScores(TransformerMixin, BaseEstimator):
 
 
 @pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def one_thread(one_torch_thread):
+    """One torch thread for every test here (conftest.one_torch_thread)."""
 
 
 @parametrize_with_checks([TunedSVM(n_jobs=1), TunedSVM(kind="linearsvc", n_jobs=1),
@@ -85,7 +81,9 @@ def test_sklearn_estimator_checks(estimator, check):
 
 
 @pytest.mark.slow
-@parametrize_with_checks(TRAINED, expected_failed_checks=expected_failures, xfail_strict=True)
+# not strict: whether another batch composition moves a float32 probability by ~1e-7 depends on
+# the BLAS kernels chosen for the thread count and shapes, so the declared check may pass
+@parametrize_with_checks(TRAINED, expected_failed_checks=expected_failures, xfail_strict=False)
 def test_sklearn_estimator_checks_of_trained_networks(estimator, check):
     check(estimator)
 

@@ -24,11 +24,8 @@ SMALL = dict(network="efficientnet_lite0", weights="none")
 
 
 @pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def one_thread(one_torch_thread):
+    """One torch thread for every test here (conftest.one_torch_thread)."""
 
 
 def _check_stages(network: str, pixels: int) -> None:

@@ -52,7 +52,7 @@ def test_paper_on_dcase2018_channels_each_macro_f1_evaluation_set(tmp_path, monk
     monkeypatch.chdir(tmp_path)
     main(["demo-data", "dcase", "--layout", "dcase2018", "--clips-per-class", "4", "--duration", "0.5"])
     code, out = _run(capsys, "paper", "dcase", "-n", "melstats", "--channels", "each", "--select-metric", "macro_f1",
-                     "--fold", "evaluation", "--crnn-epochs", "1", "-m", "stacking", "-m", "mean")
+                     "--fold", "evaluation", "--crnn-epochs", "1", "--finetune-epochs", "0", "-m", "stacking", "-m", "mean")
     assert code == 0, out
     results = tmp_path / "results" / "dcase-per-channel"
     store = tmp_path / "features" / "dcase-per-channel-melstats.h5"
@@ -72,5 +72,5 @@ def test_paper_on_dcase2018_channels_each_macro_f1_evaluation_set(tmp_path, monk
     assert "Test: the evaluation set (fold 5, 5 clips)" in readme and "| Devel macro-F1 [%] | Test macro-F1 [%] |" in readme
     assert (results / "test_macro_f1.png").is_file()
     code, out = _run(capsys, "paper", "dcase", "-n", "melstats", "--channels", "each", "--select-metric", "macro_f1",
-                     "--fold", "evaluation", "--crnn-epochs", "1", "-m", "stacking", "-m", "mean")
+                     "--fold", "evaluation", "--crnn-epochs", "1", "--finetune-epochs", "0", "-m", "stacking", "-m", "mean")
     assert code == 0 and out.count("  skip results/") == 4, out  # a rerun redoes nothing

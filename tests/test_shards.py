@@ -95,7 +95,8 @@ def single_run(manifest, tmp_path_factory):
     return extract_features(manifest, BandSpec().build(), out, clips_per_batch=BATCH, workers=0, progress=False)
 
 
-TIMINGS = {"extract_seconds", "clips_per_second", "load_seconds"}
+#: how a run computed, not what: timings and the CPU plan (a Dask worker's threads are its own)
+TIMINGS = {"extract_seconds", "clips_per_second", "load_seconds", "workers", "threads"}
 
 
 def assert_same_store(path, reference):

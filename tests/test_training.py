@@ -15,11 +15,8 @@ from deepfeat.training.engine import Task, train
 
 
 @pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def one_thread(one_torch_thread):
+    """One torch thread for every test here (conftest.one_torch_thread)."""
 
 
 def blobs(n=120, dim=6, classes=3, seed=0):

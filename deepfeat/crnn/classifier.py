@@ -12,7 +12,7 @@ from sklearn.utils.validation import check_array
 from ..augment import AugmentConfig
 from ..errors import ConfigError
 from ..evaluation import classification_metrics
-from ..training.classifier import TorchClassifier
+from ..training.classifier import TorchClassifier, one_hot_batches
 from ..training.engine import Task, TrainConfig, recalibrate_batch_norm
 from .config import ARCHITECTURES, CRNNArchitecture, CRNN_TRAINING
 from .model import CRNN
@@ -64,10 +64,7 @@ class CRNNTask(Task):
         if versions > 1:
             swap = torch.rand(n) < self.augment.waveform_probability
             version = torch.where(swap, torch.randint(1, versions, (n,)), version)
-        for first in range(0, n, batch_size):
-            idx = order[first:first + batch_size]
-            yield (self.X[idx, version[idx]].to(self.device, non_blocking=True),
-                   F.one_hot(self.y[idx], self.n_classes).float().to(self.device))
+        yield from one_hot_batches(self.X, self.y, order, version, batch_size, self.n_classes, self.device)
 
     def loss(self, batch) -> torch.Tensor:
         x, y = batch

@@ -10,7 +10,7 @@ from torch.nn import functional as F
 
 from ..augment import mixup
 from ..evaluation import classification_metrics
-from ..training.classifier import TorchClassifier
+from ..training.classifier import TorchClassifier, one_hot_batches
 from ..training.config import TrainConfig
 from ..training.engine import Task
 from .config import FINETUNE_TRAINING
@@ -47,10 +47,7 @@ class FinetuneTask(Task):
         n, versions = self.X.shape[:2]
         order = torch.randperm(n)
         version = torch.randint(0, versions, (n,))
-        for first in range(0, n, batch_size):
-            idx = order[first:first + batch_size]
-            yield (self.X[idx, version[idx]].to(self.device, non_blocking=True),
-                   F.one_hot(self.y[idx], self.n_classes).float().to(self.device))
+        yield from one_hot_batches(self.X, self.y, order, version, batch_size, self.n_classes, self.device)
 
     def loss(self, batch) -> torch.Tensor:
         x, y = batch

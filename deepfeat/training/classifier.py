@@ -59,6 +59,19 @@ def softmax_accuracy(logits: torch.Tensor, y: torch.Tensor) -> float:
     return float((logits.argmax(dim=1) == y).float().mean())
 
 
+
+def one_hot_batches(X: torch.Tensor, y: torch.Tensor, order: torch.Tensor, version: torch.Tensor, batch_size: int,
+                    n_classes: int, device: torch.device):
+    """Mini-batches of a training task: rows ``order`` [N] in slices of ``batch_size``, each row's
+    version ``version[row]`` of ``X`` [N, V, ...], with one-hot float targets [b, n_classes], on
+    ``device``. The caller draws ``order`` and ``version`` (the seeded random stream is its own)."""
+    from torch.nn import functional as F
+
+    for first in range(0, len(order), batch_size):
+        idx = order[first:first + batch_size]
+        yield (X[idx, version[idx]].to(device, non_blocking=True),
+               F.one_hot(y[idx], n_classes).float().to(device))
+
 class TorchClassifier(ClassifierMixin, BaseEstimator, abc.ABC):
     """A network trained on ``X`` by the engine. Subclasses define the inputs and the network:
 
