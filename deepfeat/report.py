@@ -85,6 +85,8 @@ def _run_info(run_dir: Path, metrics: dict) -> SystemInfo:
     if system.startswith("crnn"):
         return SystemInfo(system, "crnn", network="crnn")
     network = metrics.get("network")
+    if "train_blocks" in metrics:  # deepfeat finetune's provenance
+        return SystemInfo(system, "finetune", network=network, weights=metrics.get("weights"))
     return SystemInfo(system, _network_kind(network), network=network, weights=metrics.get("weights"))
 
 

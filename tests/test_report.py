@@ -149,8 +149,16 @@ def test_audio_models_are_told_apart_without_their_scores_file(results, tmp_path
     shutil.copytree(results, copy)
     for scores in copy.rglob("scores.h5"):
         scores.unlink()
-    kinds = {r.system: r.kind for r in collect_runs(copy)[0] if not r.is_fusion}
+    tuned = copy / "finetune-efficientnet_lite0-imagenet"  # a fine-tuning run's metrics name its network too
+    shutil.copytree(copy / "svm-efficientnet_lite0-imagenet", tuned)
+    metrics = json.loads((tuned / "metrics.json").read_text())
+    metrics.update(system=tuned.name, train_blocks=2, ensemble=1, training={"epochs": 3})
+    (tuned / "metrics.json").write_text(json.dumps(metrics))
+    runs = collect_runs(copy)[0]
+    kinds = {r.system: r.kind for r in runs if not r.is_fusion}
     assert kinds["svm-birdnet-birdnet_v2.4"] == "audio" and kinds["svm-efficientnet_lite0-imagenet"] == "image-imagenet"
+    assert kinds[tuned.name] == "finetune"
+    assert "| fine-tuned CNN | efficientnet_lite0 | ImageNet | last 2 stages, 3 epochs |" in write_report(copy).read_text()
 
 
 def test_extraction_is_blank_when_the_store_is_gone(results, tmp_path):
