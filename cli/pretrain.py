@@ -52,7 +52,8 @@ class HeldOutFold(FoldType):
 @click.option("-w", "--weights", default="none", show_default=True,
               help="Where the backbone starts: none (random init, fixed seed) | imagenet | a checkpoint path.")
 @click.option("--fold", type=HeldOutFold(), default=5, show_default=True,
-              help="Test fold never read (nor any evaluation partition); none: every clip.")
+              help="Test fold never read (nor any evaluation partition); none: every clip. Data without folds (a plain "
+                   "folder of audio) is read whole.")
 @click.option("--size", type=(int, int), default=LibraryDefault(_default("DEFAULT_SIZE")), show_default=True,
               metavar="H W", help="Image size in pixels; extract and fine-tune at the same size.")
 @training_options(_pretrain_training)
@@ -83,8 +84,8 @@ def pretrain(data, network, method, output, weights, fold, size, training_option
     from deepfeat.ssl import pretrain as run_pretrain
     from deepfeat.ssl.config import PRETRAIN_TRAINING
 
-    plot = plot_config_from(plot_kwargs)
     manifest = load_manifest(data, audio_root, **read_options(plot_kwargs))
+    plot = plot_config_from(plot_kwargs, manifest)
     info = run_pretrain(manifest, output, method=method, backbone=network, weights=weights, test_fold=fold, plot=plot,
                         size=tuple(size), training=training_config(PRETRAIN_TRAINING, training_options), device=device,
                         threads=threads, workers=workers, cache_dir=cache_dir, progress=not quiet, overwrite=overwrite)

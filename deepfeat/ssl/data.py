@@ -25,12 +25,19 @@ from ..errors import ConfigError
 
 def held_out_folds(manifest: Manifest, test_fold: int | str | None) -> list[int]:
     """The folds pre-training must not read: ``test_fold`` (a number, ``"evaluation"`` or None)
-    and the dataset's evaluation partitions (which are only ever test data)."""
+    and the dataset's evaluation partitions (which are only ever test data). Data without folds
+    (a plain folder of audio: every clip in fold 0) has no test fold to leave out; a test fold the
+    data lacks is a :class:`ConfigError` (a typo would otherwise pre-train on every clip)."""
     from ..protocol import resolve_test_fold
 
     held = set(manifest.evaluation_folds)
-    if test_fold is not None:
-        held.add(resolve_test_fold(test_fold, manifest.evaluation_folds, str(manifest.root)))
+    folds = {c.fold for c in manifest.clips} - {0}
+    if test_fold is not None and folds:
+        fold = resolve_test_fold(test_fold, manifest.evaluation_folds, str(manifest.root))
+        if fold not in folds:
+            raise ConfigError(f"{manifest.root}: no fold {fold} (its folds: {', '.join(map(str, sorted(folds)))}); "
+                              "pass the test fold with --fold K, or --fold none to pre-train on every clip")
+        held.add(fold)
     return sorted(held)
 
 
