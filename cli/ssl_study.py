@@ -68,6 +68,8 @@ def ssl_study(data, backbone, methods, fold, size, pretrain_epochs, batch_size, 
     table and a chart (results/<dataset>/ssl/). Rerunning skips finished rows and resumes the rest.
     """
     import dataclasses
+    import shlex
+    import sys
     from pathlib import Path
 
     from deepfeat.ssl.config import check_method
@@ -82,5 +84,6 @@ def ssl_study(data, backbone, methods, fold, size, pretrain_epochs, batch_size, 
                   train_blocks=train_blocks,
                   reference=None if reference in ("none", "") else reference, limit=limit,
                   out=Path(out) if out else None, work=Path(work), device=device, threads=threads, workers=workers,
-                  overwrite=overwrite, progress=not quiet)
+                  overwrite=overwrite, progress=not quiet,
+                  command=" ".join(["deepfeat ssl-study", *map(shlex.quote, sys.argv[2:])]))
     run_study(study, echo=click.echo)

@@ -276,3 +276,67 @@ def test_a_plain_folder_of_audio_is_read_whole(demo_dir, tmp_path):
         shutil.copy(clip.path, folder / clip.path.name)
     info = _pretrain(folder, tmp_path / "plain.pt", training=with_training(TWO_EPOCHS, epochs=1))
     assert info["data"]["n_clips"] == 8 and info["data"]["held_out_folds"] == []
+
+
+class _QuickStages:
+    """The study's stages replaced by stand-ins that record their calls (no training)."""
+
+    def __init__(self):
+        self.calls = []
+
+    def pretrain(self, manifest, start):
+        from pathlib import Path
+
+        Path(start.weights).write_bytes(start.method.encode())
+        self.calls.append(("pretrain", start.name))
+        history = [{"loss": 5.0, "val_embedding_std": 0.1}, {"loss": 4.0, "val_embedding_std": 0.09}]
+        return {"epochs": 2, "train_seconds": 60.0, "mel_seconds": 3.0, "device": "cpu", "history": history,
+                "data": {"n_clips": 20}, "method_config": {"out_dim": 32}, "sha256": start.method * 4}
+
+    def _metrics(self, start, evaluation):
+        accuracy = {"random": 0.5, "simclr": 0.6, "byol": 0.4}[start.name] + (0.1 if evaluation == "finetune" else 0)
+        self.calls.append((evaluation, start.name))
+        return {"devel_accuracy": accuracy, "test_accuracy": accuracy, "n_test": 5, "development_folds": [1, 2, 3, 4],
+                "timings": {"total_seconds": 2.0}}
+
+    def probe(self, manifest, start, store, run_dir, overwrite):
+        return self._metrics(start, "probe")
+
+    def finetune(self, manifest, start, run_dir, overwrite):
+        import json
+
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "training.json").write_text(json.dumps({"final": [{"seconds": 30.0}, {"seconds": 30.0}]}))
+        return self._metrics(start, "finetune")
+
+
+def test_study_table_rows_and_rerun(demo_dir, tmp_path):
+    from deepfeat.ssl.study import Study, run_study
+
+    study = Study(demo_dir, methods=("simclr", "byol"), size=SIZE, reference=None, out=tmp_path / "out",
+                  work=tmp_path / "work", progress=False, command="deepfeat ssl-study DEMO")
+    stages = _QuickStages()
+    readme = run_study(study, stages=stages, echo=lambda line: None)
+    assert stages.calls == [("probe", "random"), ("finetune", "random"), ("pretrain", "simclr"), ("probe", "simclr"),
+                            ("finetune", "simclr"), ("pretrain", "byol"), ("probe", "byol"), ("finetune", "byol")]
+    text = readme.read_text()
+    assert "| simclr | resnet18 | 2 epochs on 20 clips, 1.0 min (cpu) | 60.0 | 60.0 | +10.0 |" in text
+    assert "| byol | resnet18 |" in text and "-10.0" in text and "| 5 → 4 |" in text
+    assert "linear probe: best method simclr at 60.0 % test accuracy vs 50.0 %" in text
+    # 3 probes of 2 s, 3 fine-tunes of 60 s, 2 pre-trainings of 63 s
+    assert "Made by `deepfeat ssl-study DEMO`" in text and "compute, all rows: 5.2 min" in text
+    assert "fold 5 is left out" in text and (tmp_path / "out" / "test_accuracy.png").is_file()
+    stages.calls.clear()
+    run_study(study, stages=stages, echo=lambda line: None)  # finished rows are skipped
+    assert [c for c in stages.calls if c[0] != "pretrain"] == []
+
+
+def test_cli_loads_neither_torch_nor_lightly_for_help():
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom deepfeat.cli.main import main\nfor c in ('pretrain', 'ssl-study'):\n"
+            "    try:\n        main([c, '--help'])\n    except SystemExit:\n        pass\n"
+            "print(sorted(m for m in ('torch', 'lightly', 'sklearn') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "[]"

@@ -70,6 +70,7 @@ class Study:
     workers: int | None = None
     overwrite: bool = False
     progress: bool = True
+    command: str = ""  #: the command line that ran the study (for the report)
     skipped: dict[str, str] = field(default_factory=dict)  #: starting points left out → why
 
     def plot(self) -> PlotConfig:

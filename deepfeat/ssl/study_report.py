@@ -151,6 +151,13 @@ def _protocol(study, manifest, rows: list[dict]) -> str:
             f"{pick_device(study.device)}" + (f", {study.threads} threads" if study.threads else "") + ".")
 
 
+def total_seconds(rows: list[dict]) -> float:
+    """Every row's evaluation plus each pre-training (mel cache and epochs) once."""
+    pre = {r["start"]: r["pretrain"] for r in rows if r.get("pretrain")}
+    return (sum(r.get("eval_seconds") or 0.0 for r in rows)
+            + sum(p["train_seconds"] + p["mel_seconds"] for p in pre.values()))
+
+
 def write_study_report(results_dir: Path, study, manifest, rows: list[dict]) -> Path:
     """Write ``README.md`` and the chart into ``results_dir``; returns the README's path."""
     results_dir.mkdir(parents=True, exist_ok=True)
@@ -168,5 +175,6 @@ def write_study_report(results_dir: Path, study, manifest, rows: list[dict]) -> 
         f"![test accuracy per starting point]({CHART})", "",
         "Costs are wall time on the device named: pre-training epochs (the spectrograms are cached first: "
         "'mel cache'), feature extraction and SVM (probe), trunk-activation cache and training epochs "
-        f"(fine-tune). Made by `deepfeat ssl-study` from the `row.json` of {len(rows)} runs.", ""])
+        f"(fine-tune); compute, all rows: {_minutes(total_seconds(rows))}. Made by "
+        f"`{study.command or 'deepfeat ssl-study'}` from the `row.json` of {len(rows)} runs.", ""])
     return write_text(results_dir / README, text)
