@@ -183,6 +183,17 @@ def test_a_rerun_returns_the_finished_file_and_another_pretraining_is_refused(si
     assert path.stat().st_mtime_ns == mtime
 
 
+@pytest.mark.parametrize("method", METHODS)
+def test_the_report_knows_each_methods_embedding_size(method):
+    from deepfeat.ssl.config import embedding_dim
+    from deepfeat.ssl.methods import Backbone, build_method
+
+    backbone = Backbone(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 16)), None, 16)
+    backbone.forward = lambda x: backbone.net(x)
+    module = build_method(method, backbone, TINY, n_clips=8, steps_per_epoch=1, epochs=1).train()
+    assert module.online(torch.randn(4, 12)).shape[1] == embedding_dim(method, TINY.to_dict())
+
+
 def test_collapse_guard_warns_on_collapsed_embeddings():
     from deepfeat.ssl.task import CollapseWarning, check_collapse, embedding_std
 
@@ -291,8 +302,8 @@ class _QuickStages:
         Path(start.weights).write_bytes(start.method.encode())
         self.calls.append(("pretrain", start.name))
         history = [{"loss": 5.0, "val_embedding_std": 0.1}, {"loss": 4.0, "val_embedding_std": 0.09}]
-        return {"epochs": 2, "train_seconds": 60.0, "mel_seconds": 3.0, "device": "cpu", "history": history,
-                "data": {"n_clips": 20}, "method_config": {"out_dim": 32}, "sha256": start.method * 4}
+        return {"method": start.method, "epochs": 2, "train_seconds": 60.0, "mel_seconds": 3.0, "device": "cpu", "history": history,
+                "data": {"n_clips": 20}, "method_config": TINY.to_dict(), "sha256": start.method * 4}
 
     def _metrics(self, start, evaluation):
         accuracy = {"random": 0.5, "simclr": 0.6, "byol": 0.4}[start.name] + (0.1 if evaluation == "finetune" else 0)

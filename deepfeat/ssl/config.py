@@ -89,3 +89,10 @@ def check_method(method: str) -> str:
     if method not in METHODS:
         raise ConfigError(f"unknown self-supervised method {method!r}; choose one of {', '.join(METHODS)}")
     return method
+
+
+def embedding_dim(method: str, method_config: dict) -> int:
+    """Size of the embedding the collapse guard measures (the one the method's loss compares):
+    Barlow Twins' projection, DINO's prototype logits, else the projection output."""
+    key = {"barlow": "barlow_dim", "dino": "dino_dim"}.get(method, "out_dim")
+    return int(method_config[key])

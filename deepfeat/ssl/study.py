@@ -28,7 +28,7 @@ from ..config import PlotConfig, canonical_json
 from ..errors import WeightsError
 from ..evaluation import RESULTS_DIR
 from ..training.config import TrainConfig
-from .config import DEFAULT_BACKBONE, DEFAULT_DURATION, DEFAULT_SIZE, METHODS, PRETRAIN_TRAINING
+from .config import DEFAULT_BACKBONE, DEFAULT_DURATION, DEFAULT_SIZE, METHODS, PRETRAIN_TRAINING, embedding_dim
 
 #: Pre-training budget of the study by default (epochs of ESC-10's 320 development clips).
 STUDY_PRETRAIN = dataclasses.replace(PRETRAIN_TRAINING, epochs=30, warmup_epochs=3)
@@ -198,7 +198,7 @@ def _pretrain_budget(info: dict) -> dict:
     return {"epochs": info["epochs"], "train_seconds": info["train_seconds"], "mel_seconds": info["mel_seconds"],
             "device": info["device"], "n_clips": info["data"]["n_clips"], "loss": [history[0].get("loss"),
                                                                                   history[-1].get("loss")],
-            "embedding_std": history[-1].get("val_embedding_std"), "dim": info["method_config"]["out_dim"]}
+            "embedding_std": history[-1].get("val_embedding_std"), "dim": embedding_dim(info["method"], info["method_config"])}
 
 
 def _eval_seconds(evaluation: str, metrics: dict, run_dir: Path) -> float:
@@ -223,7 +223,7 @@ def _evaluate(study: Study, stages: StudyStages, manifest, start: Start, evaluat
     old = _read_row(run_dir)
     if old is not None and canonical_json(old.get("identity")) == canonical_json(identity) and not study.overwrite:
         echo(f"  skip {run_dir}: row.json matches")
-        return old
+        return {**old, "pretrain": pre and _pretrain_budget(pre)}  # as the weights file says
     overwrite = study.overwrite or old is not None
     echo(f"== {evaluation} {start.name} ({start.network}, -w {start.weights})")
     if evaluation == "probe":
