@@ -114,9 +114,10 @@ def chart(rows: list[dict], path: Path, title: str) -> Path:
             test = 100 * row["test_accuracy"]
             ax.barh(y, test, height=0.36, color=colours[evaluation],
                     label=_EVALUATION_NAMES[evaluation] if i == 0 else None)
-            if row.get("devel_accuracy") is not None:
-                ax.plot([100 * row["devel_accuracy"]], [y], "k|", markersize=10, markeredgewidth=2)
-            ax.text(test + 0.5, y, f"{test:.1f}", va="center", fontsize=8)
+            devel = row.get("devel_accuracy")
+            if devel is not None:
+                ax.plot([100 * devel], [y], "k|", markersize=10, markeredgewidth=2)
+            ax.text(max(test, 100 * (devel or 0.0)) + 0.8, y, f"{test:.1f}", va="center", fontsize=8)
     ax.set_yticks(range(len(table)), list(reversed(table)), fontsize=9)
     ax.set_xlim(0, 105)
     ax.grid(axis="x", alpha=0.3)
