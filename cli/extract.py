@@ -50,6 +50,9 @@ def _clips_per_batch() -> int:
 @click.option("--precision", type=click.Choice(["auto", "fp32", "fp16"]), default="auto", show_default=True,
               help="auto: fp16 on CUDA, fp32 on CPU.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of random initialisation (-w none).")
+@click.option("--size", type=(int, int), default=None, metavar="H W",
+              help="Image networks: image size in pixels (default: the network's input size), e.g. 128 128 for a "
+                   "backbone pre-trained at that size.")
 @click.option("--on-error", type=click.Choice(["skip", "fail"]), default="skip", show_default=True,
               help="skip: record bad clips in the store and log, go on (clips cut short are kept, with a warning "
                    "in the store and log); fail: stop at the first bad or cut-short clip.")
@@ -65,7 +68,7 @@ def _clips_per_batch() -> int:
 @plot_options
 @quiet_option
 def extract(data, network, weights, out, layer, audio_root, batch_size, workers, threads, device, precision, seed,
-            on_error, overwrite, shards, scheduler, keep_shards, quiet, **plot_kwargs):
+            size, on_error, overwrite, shards, scheduler, keep_shards, quiet, **plot_kwargs):
     """Extract features of every clip in DATA into the HDF5 store OUT.
 
     DATA is a dataset folder (ESC-50, UrbanSound8K, DCASE 2017 task 1, DCASE 2018 task 5, GTZAN,
@@ -84,7 +87,7 @@ def extract(data, network, weights, out, layer, audio_root, batch_size, workers,
 
     manifest = load_manifest(data, audio_root, **read_options(plot_kwargs))
     spec = ExtractorSpec(network, weights=weights, plot=plot_config_from(plot_kwargs, manifest), layer=layer,
-                         device=device, precision=precision, seed=seed)
+                         device=device, precision=precision, seed=seed, size=tuple(size) if size else None)
     extractor = spec.build()  # checks the network and its options before anything runs
     options = {"clips_per_batch": batch_size, "workers": workers, "threads": threads, "on_error": on_error,
                "overwrite": overwrite, "progress": not quiet}

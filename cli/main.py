@@ -26,6 +26,8 @@ COMMANDS = {
     "svm": ("deepfeat.cli.svm", "svm"),
     "crnn": ("deepfeat.cli.crnn", "crnn"),
     "finetune": ("deepfeat.cli.finetune", "finetune"),
+    "pretrain": ("deepfeat.cli.pretrain", "pretrain"),
+    "ssl-study": ("deepfeat.cli.ssl_study", "ssl_study"),
     "explain": ("deepfeat.cli.explain", "explain"),
     "fuse": ("deepfeat.cli.fuse", "fuse"),
     "report": ("deepfeat.cli.report", "report"),

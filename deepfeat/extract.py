@@ -115,7 +115,8 @@ def _unpack(packed) -> list[PreparedClip]:
 
 
 def make_extractor(network: str, *, weights: str | None = None, plot=None, layer: str | None = None,
-                   device: str | None = None, precision: str = "auto", seed: int = 0) -> Extractor:
+                   device: str | None = None, precision: str = "auto", seed: int = 0,
+                   size: tuple[int, int] | None = None) -> Extractor:
     """The extractor ``network`` as ``deepfeat extract`` builds it.
 
     Parameters
@@ -131,6 +132,9 @@ def make_extractor(network: str, *, weights: str | None = None, plot=None, layer
         store features that look made with settings that were never applied.
     layer, device, precision, seed
         As the ``extract`` options of the same names.
+    size : (int, int), optional
+        Image networks: the image (height, width) in pixels instead of the network's own input
+        size (e.g. the size a backbone was pre-trained at).
     """
     from .config import PlotConfig
     from .extractors import create_extractor, get_extractor_class
@@ -144,7 +148,9 @@ def make_extractor(network: str, *, weights: str | None = None, plot=None, layer
                           f"{'them' if len(ignored) > 1 else 'it'}")
     params = dict(weights=weights, layer=layer, device=device, precision=precision, seed=seed)
     if cls.kind == "image":
-        params.update(plot=plot)
+        params.update(plot=plot, **({"input_size": tuple(size)} if size else {}))
+    elif size:
+        raise ConfigError(f"--size sets the image size of image networks; {network} is an audio model")
     else:
         params.update(duration=plot.duration, segment=plot.segment)
     return create_extractor(network, **params)

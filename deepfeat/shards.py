@@ -98,11 +98,12 @@ class ExtractorSpec:
     device: str | None = None
     precision: str = "auto"
     seed: int = 0
+    size: tuple[int, int] | None = None  #: image networks: (height, width) instead of the network's input size
 
     def build(self, device: str | None = None):
         """The extractor (not loaded), on ``device`` if given, else on :attr:`device`."""
         return make_extractor(self.network, weights=self.weights, plot=self.plot, layer=self.layer,
-                              device=device or self.device, precision=self.precision, seed=self.seed)
+                              device=device or self.device, precision=self.precision, seed=self.seed, size=self.size)
 
     def key(self) -> str:
         return canonical_json(asdict(self))
