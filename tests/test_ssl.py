@@ -302,8 +302,8 @@ class _QuickStages:
         Path(start.weights).write_bytes(start.method.encode())
         self.calls.append(("pretrain", start.name))
         history = [{"loss": 5.0, "val_embedding_std": 0.1}, {"loss": 4.0, "val_embedding_std": 0.09}]
-        return {"method": start.method, "epochs": 2, "train_seconds": 60.0, "mel_seconds": 3.0, "device": "cpu", "history": history,
-                "data": {"n_clips": 20}, "method_config": TINY.to_dict(), "sha256": start.method * 4}
+        return {"method": start.method, "epochs": 2, "train_seconds": 60.0, "mel_seconds": 3.0, "device": "cpu",
+                "history": history, "data": {"n_clips": 20}, "method_config": TINY.to_dict(), "sha256": start.method * 4}
 
     def _metrics(self, start, evaluation):
         accuracy = {"random": 0.5, "simclr": 0.6, "byol": 0.4}[start.name] + (0.1 if evaluation == "finetune" else 0)

@@ -198,7 +198,8 @@ def _pretrain_budget(info: dict) -> dict:
     return {"epochs": info["epochs"], "train_seconds": info["train_seconds"], "mel_seconds": info["mel_seconds"],
             "device": info["device"], "n_clips": info["data"]["n_clips"], "loss": [history[0].get("loss"),
                                                                                   history[-1].get("loss")],
-            "embedding_std": history[-1].get("val_embedding_std"), "dim": embedding_dim(info["method"], info["method_config"])}
+            "embedding_std": history[-1].get("val_embedding_std"),
+            "dim": embedding_dim(info["method"], info["method_config"])}
 
 
 def _eval_seconds(evaluation: str, metrics: dict, run_dir: Path) -> float:

@@ -12,6 +12,7 @@ from .config import COLLAPSE_FRACTION
 
 README = "README.md"
 CHART = "test_accuracy.png"
+NOTES = "NOTES.md"  #: written by hand, never by the study; linked when present
 _EVALUATION_NAMES = {"probe": "linear probe", "finetune": "fine-tune"}
 
 
@@ -174,6 +175,8 @@ def write_study_report(results_dir: Path, study, manifest, rows: list[dict]) -> 
         pretraining_table(rows), "",
         *verdict(rows), "",
         f"![test accuracy per starting point]({CHART})", "",
+        *([f"Notes on this run (budget, what beat random init, what did not work): [{NOTES}]({NOTES}).", ""]
+          if (results_dir / NOTES).is_file() else []),
         "Costs are wall time on the device named: pre-training epochs (the spectrograms are cached first: "
         "'mel cache'), feature extraction and SVM (probe), trunk-activation cache and training epochs "
         f"(fine-tune); compute, all rows: {_minutes(total_seconds(rows))}. Made by "
