@@ -104,7 +104,7 @@ def svm_child(spec: dict) -> dict:
 
 def render_section(workers: dict | None, sgd: dict | None) -> list[str]:
     """The report's README section of these figures (Markdown lines)."""
-    out = ["## 7. Scale-out (opt-in sections)", ""]
+    out = ["## 11. Scale-out (opt-in sections)", ""]
     if workers:
         out += [f"`extract` of {workers['clips']} clips with {workers['network']} ({workers['weights']}): in this "
                 f"process, then in {workers['shards']} shards on a Dask LocalCluster of K worker processes "

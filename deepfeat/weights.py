@@ -184,19 +184,25 @@ def resolve_choice(network: str, weights: str, registry_names: dict[str, str]) -
                        "pass one of those names or the path of a checkpoint")
 
 
-def load_state_dict(path: str | Path) -> dict:
-    """Load a checkpoint safely (``weights_only=True``) and unwrap ``model``/``state_dict`` entries."""
+def load_checkpoint(path: str | Path):
+    """The object saved in ``path``, loaded safely (``weights_only=True``, on the CPU);
+    :class:`WeightsError` with one line naming the file when it is missing or unreadable."""
     import torch
 
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"{path}: no such weights file; check the path given with -w")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unreadable file gets the same one-line error
         reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:120]
         raise WeightsError(f"{path}: not a loadable PyTorch checkpoint ({reason}); "
                            "re-download it or pass the right file") from None
+
+
+def load_state_dict(path: str | Path) -> dict:
+    """Load a checkpoint safely (:func:`load_checkpoint`) and unwrap ``model``/``state_dict`` entries."""
+    obj = load_checkpoint(path)
     for key in ("model", "state_dict", "model_state_dict"):
         if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
             obj = obj[key]

@@ -47,13 +47,9 @@ def training_checkpoint(output: str | Path) -> Path:
 
 def pretrain_info(path: str | Path) -> dict:
     """What pre-trained the weights file ``path`` (its ``deepfeat_pretrain`` entry)."""
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"{path}: no such weights file")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unreadable file gets the same one-line error
-        raise WeightsError(f"{path}: not a loadable PyTorch checkpoint ({str(e).splitlines()[0][:100]})") from None
+    from ..weights import load_checkpoint
+
+    obj = load_checkpoint(path)
     if not isinstance(obj, dict) or not isinstance(obj.get(INFO_KEY), dict):
         raise WeightsError(f"{path}: not a weights file written by `deepfeat pretrain` (no {INFO_KEY} entry)")
     return obj[INFO_KEY]
