@@ -108,6 +108,13 @@ class TrunkExtractor(Extractor):
         """Audio → one input [1, V, H, W, 3] uint8 holding every version's image."""
         return version_images(samples, self.base.plot, self.augment, self.masked_copies)[None]
 
+    def resolve_weights(self):
+        """The base network's weights file; sets :attr:`weights_sha256` (a store's identity needs it
+        before the trunk loads)."""
+        path = self.base.resolve_weights()
+        self.weights_sha256 = self.base.weights_sha256
+        return path
+
     def load(self) -> None:
         staged = self.base.staged_network()
         self.weights_sha256 = self.base.weights_sha256
