@@ -24,7 +24,7 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 # The main job on the embedded default: a synthetic ESC-50-layout dataset, EfficientNet-Lite0 ImageNet features.
 extract: install
 	$(DF) demo-data features/demo-data
-	$(DF) extract features/demo-data -n efficientnet_lite0 -w imagenet -o features/demo-efficientnet_lite0-imagenet.h5
+	$(DF) extract features/demo-data -n efficientnet_lite0 -w imagenet --fmax auto -o features/demo-efficientnet_lite0-imagenet.h5
 	$(DF) inspect features/demo-efficientnet_lite0-imagenet.h5
 
 # The fast suite (under 5 min on a quiet 2-core machine); the end-to-end tests marked slow run with `make test-slow`.
