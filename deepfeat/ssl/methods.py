@@ -82,11 +82,13 @@ class SSLMethod(nn.Module):
         self.n_clips, self.steps_per_epoch, self.total_steps = n_clips, steps_per_epoch, steps_per_epoch * epochs
 
     def loss(self, x0: torch.Tensor, x1: torch.Tensor, step: int, epoch: int) -> torch.Tensor:
-        raise NotImplementedError
+        """The method's loss on two views [B, 3, H, W]; by default its criterion on both views'
+        online embeddings (SimCLR, Barlow Twins)."""
+        return self.criterion(self.online(x0), self.embedding(x1))
 
     def embedding(self, x: torch.Tensor) -> torch.Tensor:
-        """The online embedding the loss compares, [B, d]."""
-        raise NotImplementedError
+        """The online embedding the loss compares, [B, d]: by default the projection head on the backbone."""
+        return self.head(self.backbone(x))
 
     def online(self, x: torch.Tensor) -> torch.Tensor:
         """:meth:`embedding`, kept (detached) as :attr:`last_embedding` in training mode: the
@@ -134,12 +136,6 @@ class SimCLR(SSLMethod):
         self.head = SimCLRProjectionHead(backbone.dim, config.hidden_dim, config.out_dim)
         self.criterion = NTXentLoss(temperature=config.simclr_temperature)
 
-    def embedding(self, x):
-        return self.head(self.backbone(x))
-
-    def loss(self, x0, x1, step, epoch):
-        return self.criterion(self.online(x0), self.embedding(x1))
-
 
 @register_method("moco")
 class MoCo(SSLMethod):
@@ -158,9 +154,6 @@ class MoCo(SSLMethod):
         bank = min(config.memory_bank, self.n_clips)
         self.criterion = NTXentLoss(temperature=config.moco_temperature,
                                     memory_bank_size=(bank, config.out_dim) if bank else 0)
-
-    def embedding(self, x):
-        return self.head(self.backbone(x))
 
     def loss(self, x0, x1, step, epoch):
         with torch.no_grad():
@@ -215,9 +208,6 @@ class DINO(SSLMethod):
         self.teacher_backbone, self.teacher_head = momentum_copy(backbone), momentum_copy(teacher_head, copy=False)
         self.criterion = DINOLoss(output_dim=config.dino_dim)
 
-    def embedding(self, x):
-        return self.head(self.backbone(x))
-
     def loss(self, x0, x1, step, epoch):
         with torch.no_grad():
             teacher = [self.teacher_head(self.teacher_backbone(x)) for x in (x0, x1)]
@@ -236,12 +226,6 @@ class BarlowTwins(SSLMethod):
 
         self.head = BarlowTwinsProjectionHead(backbone.dim, config.barlow_dim, config.barlow_dim)
         self.criterion = BarlowTwinsLoss()
-
-    def embedding(self, x):
-        return self.head(self.backbone(x))
-
-    def loss(self, x0, x1, step, epoch):
-        return self.criterion(self.online(x0), self.embedding(x1))
 
 
 @register_method("swav")
