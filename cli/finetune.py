@@ -49,6 +49,9 @@ def _blocks(value: str) -> int | None:
               help="Run folder (default: results/<dataset>/<system>).")
 @click.option("--cache", default=None, type=click.Path(dir_okay=False),
               help="Store of the frozen trunk's activations (default: features/<dataset>-finetune-<network>-<hash>.h5).")
+@click.option("--calibrate-bn/--no-calibrate-bn", "calibrate", default=None,
+              help="Re-estimate the frozen trunk's batch-norm statistics on development clips before caching its "
+                   "activations (default: only with -w none, whose statistics describe no data).")
 @click.option("--workers", type=int, default=None, help="Front-end worker processes (default: CPU count, at most 4).")
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 ... (default: CUDA when available).")
 @click.option("--threads", type=int, default=None, help="CPU threads for torch (default: torch's).")
@@ -58,7 +61,8 @@ def _blocks(value: str) -> int | None:
 @json_option
 @quiet_option
 def finetune(data, fold, network, weights, train_blocks, ensemble, augment, mixup_alpha, size, training_options,
-             validation_fraction, run_dir, cache, workers, device, threads, overwrite, as_json, quiet, **plot_kwargs):
+             validation_fraction, run_dir, cache, calibrate, workers, device, threads, overwrite, as_json, quiet,
+             **plot_kwargs):
     """Fine-tune an image CNN on the mel-spectrogram images of DATA under the fold protocol:
     out-of-fold probabilities for each development fold, then the model trained on all
     development folds scores the test fold. Writes what `deepfeat svm` writes (metrics.json,
@@ -79,6 +83,7 @@ def finetune(data, fold, network, weights, train_blocks, ensemble, augment, mixu
     system = system_name(classifier, ensemble, plot)
     run_dir = run_dir or default_run_dir(manifest.name, system)
     metrics = run_finetune(manifest, run_dir, test_fold=fold, classifier=classifier, plot=plot,
-                           augment=augment_config, size=size, ensemble=ensemble, cache=cache, workers=workers,
+                           augment=augment_config, size=size, ensemble=ensemble, cache=cache, calibrate=calibrate,
+                           workers=workers,
                            device=device, threads=threads, progress=not quiet, overwrite=overwrite, system=system)
     show_run({**metrics, "run_dir": str(run_dir)}, as_json, quiet)

@@ -78,18 +78,18 @@ def _last_conv_stage(stages: list[torch.nn.Module], x: torch.Tensor) -> torch.nn
     return last
 
 
-def _finetuned(info: dict, member_dirs: list[Path]) -> Explainable:
+def _finetuned(info: dict, member_dirs: list[Path], run_dir: Path) -> Explainable:
     from .extract import make_extractor
     from .finetune.classifier import FineTunedCNN
-    from .finetune.inputs import trunk_and_tail
+    from .finetune.inputs import frozen_trunk
 
     frontend = info["frontend"]
     plot = PlotConfig.from_dict(frontend["plot"])
     networks, targets = [], []
     for folder in member_dirs:
         model = FineTunedCNN.load(folder)
-        trunk, _ = trunk_and_tail(make_extractor(model.network, weights=model.weights).staged_network(),
-                                  model.train_blocks)
+        trunk = frozen_trunk(make_extractor(model.network, weights=model.weights).staged_network(),
+                             model.train_blocks, frontend, run_dir)
         network = torch.nn.Sequential(trunk, model.module_).eval()
         probe = torch.zeros(1, 3, *plot.size)
         stages = [*trunk, *model.module_.tail]
@@ -132,7 +132,7 @@ def load_explainable(run_dir: str | Path) -> Explainable:
     if not info.get("frontend"):
         raise StoreError(f"{info_path}: records no front end (made by an older deepfeat); rerun the training")
     if info["model"] == "finetune":
-        return _finetuned(info, members)
+        return _finetuned(info, members, run_dir)
     if info["model"] == "crnn":
         return _crnn(info, members)
     raise StoreError(f"{info_path}: a {info['model']!r} model; explain takes fine-tuned CNNs and CRNNs")

@@ -11,7 +11,7 @@ import torch
 from deepfeat.augment import AugmentConfig
 from deepfeat.config import PlotConfig
 from deepfeat.datasets import load_manifest
-from deepfeat.errors import ConfigError
+from deepfeat.errors import ConfigError, StoreError
 from deepfeat.extract import make_extractor
 from deepfeat.finetune import FineTunedCNN, run_finetune, trunk_and_tail, version_images
 from deepfeat.scores import read_scores
@@ -82,6 +82,61 @@ def test_versions_are_plain_waveform_and_masked_copies_deterministically():
     assert all(not np.array_equal(images[0], images[i]) for i in (1, 2, 3))
 
 
+def _random_trunk(train_blocks=1):
+    from deepfeat.finetune.run import trunk_extractor
+
+    classifier = FineTunedCNN(**SMALL, train_blocks=train_blocks)
+    return trunk_extractor(classifier, PlotConfig(), AugmentConfig(), 0, "cpu", (48, 64))
+
+
+def test_calibrated_random_trunk_has_activations_of_unit_scale():
+    images = np.random.default_rng(0).integers(0, 256, (8, 48, 64, 3), dtype=np.uint8)
+    trunk = _random_trunk()
+    trunk.load()
+    raw = float(trunk.activations(images).std())
+    assert raw < 1e-4 and "batch_norm" not in trunk.config()["trunk"]  # vanished under the initial statistics
+    trunk.calibrate(images, {"folds": [1]})
+    trunk.load()
+    assert 0.1 < float(trunk.activations(images).std()) < 10
+    recorded = trunk.config()["trunk"]["batch_norm"]
+    assert recorded["folds"] == [1] and recorded["images"] == 8
+    other = _random_trunk()
+    other.calibrate(images[:4], {"folds": [1]})
+    assert other.config()["trunk"]["batch_norm"]["sha256"] != recorded["sha256"]  # the store knows the difference
+
+
+def test_trunk_calibration_reads_development_clips_only(demo_dir, monkeypatch):
+    import deepfeat.audio
+    from deepfeat.finetune import calibrate_trunk
+
+    manifest = load_manifest(demo_dir)
+    fold_of = {str(c.path): c.fold for c in manifest.clips}
+    read, load_audio = [], deepfeat.audio.load_audio
+    monkeypatch.setattr(deepfeat.audio, "load_audio", lambda path, *a, **k: read.append(str(path)) or load_audio(path, *a, **k))
+    trunk = _random_trunk()
+    calibrate_trunk(manifest, trunk, test_fold=5)
+    assert sorted({fold_of[p] for p in read}) == [1, 2, 3, 4] and len(read) == sum(f != 5 for f in fold_of.values())
+    assert trunk.calibration["folds"] == [1, 2, 3, 4] and trunk.norm_statistics
+
+
+def test_saved_statistics_rebuild_the_calibrated_trunk(tmp_path):
+    from deepfeat.finetune import frozen_trunk
+    from deepfeat.finetune.inputs import save_statistics
+
+    images = np.random.default_rng(1).integers(0, 256, (6, 48, 64, 3), dtype=np.uint8)
+    trunk = _random_trunk()
+    trunk.calibrate(images, {"folds": [1, 2]})
+    trunk.load()
+    frontend = {"batch_norm": save_statistics(trunk, tmp_path)}
+    rebuilt = frozen_trunk(trunk.base.staged_network(), 1, frontend, tmp_path)
+    with torch.no_grad():
+        x = trunk._inputs(images)
+        assert torch.allclose(rebuilt(x), trunk.activations(images), atol=1e-4)
+    (tmp_path / frontend["batch_norm"]["file"]).unlink()
+    with pytest.raises(StoreError, match="batch-norm statistics"):
+        frozen_trunk(trunk.base.staged_network(), 1, frontend, tmp_path)
+
+
 def _activations(n_per_class=8, classes=3, versions=2, seed=0):
     """Random trunk activations of Lite0's last MBConv block input ([192, 2, 2]) with a class signal."""
     g = np.random.default_rng(seed)
@@ -140,6 +195,8 @@ def test_protocol_end_to_end_with_an_ensemble(demo_dir, tmp_path):
                 augment=AugmentConfig(spec_augment=True), workers=0, progress=False)
     metrics = run_finetune(load_manifest(demo_dir), run_dir, **args)
     assert metrics["versions"] == 3 and len(metrics["members"]) == 2 and metrics["ensemble"] == 2
+    assert metrics["trunk_batch_norm"]["folds"] == [1, 2, 3, 4]  # random weights: calibrated on development clips
+    assert (run_dir / "trunk_batch_norm.pt").is_file()
     scores = read_scores(run_dir / "scores.h5")
     assert scores.score_kind == "probability" and scores.config["model"] == "finetune"
     assert (run_dir / "member-0" / "model.pt").is_file() and (run_dir / "checkpoints" / "final-m1.pt").is_file()

@@ -5,7 +5,7 @@ from .._lazy import lazy_exports
 
 __getattr__, __all__ = lazy_exports(__name__, {
     ".config": ("FINETUNE_TRAINING", "DEFAULT_NETWORK", "DEFAULT_TRAIN_BLOCKS", "DEFAULT_MIXUP", "MASKED_COPIES"),
-    ".inputs": ("TrunkExtractor", "trunk_and_tail", "version_images", "masked_image"),
+    ".inputs": ("TrunkExtractor", "trunk_and_tail", "frozen_trunk", "version_images", "masked_image"),
     ".classifier": ("FineTunedCNN", "FinetuneTask", "TailClassifier"),
-    ".run": ("run_finetune", "system_name", "trunk_extractor", "default_cache"),
+    ".run": ("run_finetune", "system_name", "trunk_extractor", "default_cache", "calibrate_trunk"),
 })

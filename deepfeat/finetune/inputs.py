@@ -7,6 +7,11 @@ computed once per clip and version by :class:`TrunkExtractor` (an extractor, so 
 written by :func:`deepfeat.extract.extract_features`: worker processes, crash-safe journal,
 resume, skipped clips) and an epoch runs only the trainable stages.
 
+A randomly initialised trunk (``-w none``) is frozen with batch-norm statistics that describe no
+data (zero mean, unit variance), under which its activations shrink layer by layer (to ~1e-7 at
+EfficientNet-Lite0's last stages): :meth:`TrunkExtractor.calibrate` first re-estimates them from
+plain images of development clips, and the store's configuration records which.
+
 Versions of a clip, in this order: the plain image; one per waveform augmentation of ``augment``
 (time stretch, pitch shift, noise at an SNR); ``masked_copies`` SpecAugment copies of the plain
 spectrogram (time and frequency bands set to the floor before rendering). Random draws are
@@ -14,6 +19,7 @@ seeded by the clip's samples, so a clip always gets the same versions.
 """
 from __future__ import annotations
 
+import hashlib
 import zlib
 
 import numpy as np
@@ -25,6 +31,9 @@ from ..extractors.base import Extractor, row_batches
 from ..extractors.image_cnn import ImageCNNExtractor, StagedNetwork, _frozen_for_cpu, flush_denormals
 from ..render import render, render_mel3
 from ..spectrogram import log_mel, mel3_stack
+from ..training.engine import recalibrate_batch_norm
+
+_STATISTICS = ("running_mean", "running_var")
 
 
 def _band(rng: np.random.Generator, size: int, max_width: int) -> slice:
@@ -99,6 +108,8 @@ class TrunkExtractor(Extractor):
         self.sample_rate = base.sample_rate
         self.layer = f"trunk-{'all' if train_blocks is None else train_blocks}"
         self.model = None
+        self.norm_statistics: dict[str, torch.Tensor] | None = None  #: set by :meth:`calibrate`
+        self.calibration: dict | None = None  #: what :meth:`calibrate` used, for the store's configuration
 
     @property
     def versions(self) -> int:
@@ -115,25 +126,52 @@ class TrunkExtractor(Extractor):
         self.weights_sha256 = self.base.weights_sha256
         return path
 
-    def load(self) -> None:
+    def _trunk(self) -> torch.nn.Module:
+        """The frozen part of the network with the ``-w`` weights (eval mode, on the device)."""
         staged = self.base.staged_network()
         self.weights_sha256 = self.base.weights_sha256
         trunk, _ = trunk_and_tail(staged, self.train_blocks)
-        trunk = trunk.eval().to(self.device)
+        return trunk.eval().to(self.device)
+
+    def load(self) -> None:
+        trunk = self._trunk()
+        if self.norm_statistics is not None:
+            trunk.load_state_dict(self.norm_statistics, strict=False)
         if self.device.type == "cpu" and len(trunk):
             trunk = _frozen_for_cpu(trunk, (self.base.batch_size, 3, *self.base.plot.size))
         self.model = trunk
-        self._mean = torch.tensor(self.base.spec.mean, device=self.device).view(1, 3, 1, 1)
-        self._std = torch.tensor(self.base.spec.std, device=self.device).view(1, 3, 1, 1)
+
+    def _inputs(self, images: np.ndarray) -> torch.Tensor:
+        """uint8 images [n, H, W, 3] → the network's normalised input [n, 3, H, W] on the device."""
+        mean = torch.tensor(self.base.spec.mean, device=self.device).view(1, 3, 1, 1)
+        std = torch.tensor(self.base.spec.std, device=self.device).view(1, 3, 1, 1)
+        x = torch.from_numpy(np.ascontiguousarray(images)).to(self.device).permute(0, 3, 1, 2)
+        return (x.float() / 255.0 - mean) / std
 
     def activations(self, images: np.ndarray) -> torch.Tensor:
         """uint8 images [n, H, W, 3] → trunk activations [n, C, h, w] (float32, CPU)."""
-        outs = []
         with torch.inference_mode(), flush_denormals():
-            for batch in row_batches(images, self.base.batch_size):
-                x = torch.from_numpy(np.ascontiguousarray(batch)).to(self.device).permute(0, 3, 1, 2)
-                outs.append(self.model((x.float() / 255.0 - self._mean) / self._std).float().cpu())
+            outs = [self.model(self._inputs(batch)).float().cpu() for batch in row_batches(images, self.base.batch_size)]
         return torch.cat(outs)
+
+    def calibrate(self, images: np.ndarray, source: dict) -> None:
+        """Re-estimate the frozen trunk's batch-norm statistics (running mean and variance of every
+        layer) as their average over uint8 images [n, H, W, 3]; later activations use them.
+
+        ``source`` says which clips the images are of (e.g. ``{"folds": [1, 2, 3, 4], "clips":
+        256}``: development clips only, never the test fold); it goes into :meth:`config` with a
+        digest of the statistics, so a store of a calibrated trunk is never mistaken for another.
+        """
+        trunk = self._trunk()
+        with flush_denormals():
+            recalibrate_batch_norm(trunk, (self._inputs(b) for b in row_batches(images, self.base.batch_size)))
+        self.norm_statistics = {k: v.detach().cpu().clone() for k, v in trunk.state_dict().items()
+                                if k.rsplit(".", 1)[-1] in _STATISTICS}
+        digest = hashlib.sha256()
+        for key in sorted(self.norm_statistics):
+            digest.update(key.encode() + self.norm_statistics[key].numpy().tobytes())
+        self.calibration = {**source, "images": int(len(images)), "sha256": digest.hexdigest()[:16]}
+        self.model = None
 
     def embed(self, inputs: np.ndarray) -> np.ndarray:
         """Inputs [k, V, H, W, 3] → rows [k, V * C * h * w] float32."""
@@ -156,5 +194,45 @@ class TrunkExtractor(Extractor):
         return (self.versions, *probe.shape[1:])
 
     def config(self) -> dict:
-        return {**self.base.config(), "layer": self.layer, "trunk": {"train_blocks": self.train_blocks},
+        trunk = {"train_blocks": self.train_blocks}
+        if self.calibration is not None:
+            trunk["batch_norm"] = self.calibration
+        return {**self.base.config(), "layer": self.layer, "trunk": trunk,
                 "versions": {"augment": self.augment.to_dict(), "masked_copies": self.masked_copies}}
+
+
+#: where a run folder keeps its calibrated trunk's batch-norm statistics
+STATISTICS_FILE = "trunk_batch_norm.pt"
+
+
+def save_statistics(trunk: TrunkExtractor, run_dir) -> dict | None:
+    """Write ``trunk``'s calibrated batch-norm statistics to ``run_dir`` (``deepfeat explain``
+    rebuilds the trunk with them); returns what the model's front end records (None: the weights'
+    own statistics, nothing written)."""
+    from pathlib import Path
+
+    from ..io import atomic_path
+
+    if trunk.norm_statistics is None:
+        return None
+    with atomic_path(Path(run_dir) / STATISTICS_FILE) as tmp:
+        torch.save(trunk.norm_statistics, tmp)
+    return {"file": STATISTICS_FILE, **trunk.calibration}
+
+
+def frozen_trunk(staged: StagedNetwork, train_blocks: int | None, frontend: dict | None, run_dir) -> torch.nn.Module:
+    """The frozen trunk a fine-tuned model of ``run_dir`` was trained on: ``staged``'s first stages,
+    with the batch-norm statistics its front end says were calibrated (:func:`save_statistics`)."""
+    from pathlib import Path
+
+    trunk, _ = trunk_and_tail(staged, train_blocks)
+    calibrated = (frontend or {}).get("batch_norm")
+    if calibrated:
+        from ..errors import StoreError
+
+        path = Path(run_dir) / calibrated["file"]
+        if not path.is_file():
+            raise StoreError(f"{path}: missing; the model's frozen trunk needs its calibrated batch-norm statistics "
+                             "(rerun deepfeat finetune)")
+        trunk.load_state_dict(torch.load(path, weights_only=True), strict=False)
+    return trunk.eval()

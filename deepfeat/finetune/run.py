@@ -54,6 +54,38 @@ def trunk_extractor(classifier: FineTunedCNN, plot: PlotConfig | None, augment: 
     return TrunkExtractor(base, classifier.train_blocks, augment, masked_copies)
 
 
+#: development clips whose plain images re-estimate a random trunk's batch-norm statistics
+CALIBRATION_CLIPS = 256
+
+
+def calibrate_trunk(manifest: Manifest, trunk, test_fold: int, clips: int = CALIBRATION_CLIPS) -> None:
+    """Re-estimate the frozen ``trunk``'s batch-norm statistics
+    (:meth:`~deepfeat.finetune.inputs.TrunkExtractor.calibrate`) from the plain images of up to
+    ``clips`` development clips, evenly spread in manifest order: never the test fold or an
+    evaluation partition (the clips of the out-of-fold refits' held-out folds are among them, as
+    unlabelled images). Clips that fail to decode are left out (extraction reports them)."""
+    from ..audio import load_audio, segments
+    from ..errors import AudioError
+    from ..evaluation import development_folds
+    from .inputs import version_images
+
+    folds = development_folds(manifest.folds(), test_fold, str(manifest.root), manifest.evaluation_folds)
+    rows = [i for i, clip in enumerate(manifest.clips) if clip.fold in folds]
+    picked = np.unique(np.linspace(0, len(rows) - 1, min(clips, len(rows))).round().astype(int))
+    images = []
+    for i in picked:
+        clip = manifest.clips[rows[i]]
+        try:
+            samples, rate = load_audio(clip.path, trunk.sample_rate, clip.channel)
+        except AudioError:
+            continue
+        pieces, _ = segments(samples, rate, trunk.duration, trunk.segment)
+        images += [version_images(piece, trunk.base.plot, AugmentConfig(), 0)[0] for piece in pieces]
+    if not images:
+        raise ConfigError(f"{manifest.root}: no development clip could be decoded to calibrate the trunk")
+    trunk.calibrate(np.stack(images), {"folds": folds, "clips": len(picked)})
+
+
 def default_cache(manifest: Manifest, trunk) -> Path:
     """``features/<dataset>-finetune-<network>-<hash>.h5``: one store per trunk and input setting."""
     from ..extract import store_config
@@ -95,7 +127,7 @@ def _finish(result, fold_dir: Path, data) -> None:
 def run_finetune(manifest: Manifest, run_dir: str | Path, *, test_fold: int = 5, classifier: FineTunedCNN | None = None,
                  plot: PlotConfig | None = None, augment: AugmentConfig | None = None,
                  masked_copies: int | None = None, size: tuple[int, int] | None = None, ensemble: int = 1,
-                 cache: str | Path | None = None,
+                 cache: str | Path | None = None, calibrate: bool | None = None,
                  workers: int | None = None, device: str | None = None, threads: int | None = None,
                  progress: bool = True, overwrite: bool = False, system: str | None = None) -> dict:
     """The fine-tuning fold protocol on ``manifest``; writes the run to ``run_dir``, returns its metrics.
@@ -119,16 +151,21 @@ def run_finetune(manifest: Manifest, run_dir: str | Path, *, test_fold: int = 5,
         Members of a deep ensemble (:class:`~deepfeat.training.ensemble.SeedEnsemble`); 1: one model.
     cache : path, optional
         The trunk activations' store (default :func:`default_cache`).
+    calibrate : bool, optional
+        Re-estimate the frozen trunk's batch-norm statistics on development clips first
+        (:func:`calibrate_trunk`); default: only for randomly initialised weights (``none``), whose
+        statistics describe no data.
     """
     import shutil
 
     from sklearn.base import clone
 
     from ..extract import extract_features
-    from ..protocol import ProtocolData, run
+    from ..protocol import ProtocolData, resolve_test_fold, run
     from ..store import read_store
     from ..threads import torch_threads
     from ..training.ensemble import SeedEnsemble
+    from .inputs import save_statistics
 
     t_start = time.perf_counter()
     classifier = classifier if classifier is not None else FineTunedCNN()
@@ -139,6 +176,8 @@ def run_finetune(manifest: Manifest, run_dir: str | Path, *, test_fold: int = 5,
         shutil.rmtree(run_dir / "checkpoints")
     with torch_threads(threads):
         trunk = trunk_extractor(classifier, plot, augment, masked_copies, device, size)
+        if calibrate or (calibrate is None and classifier.weights == "none"):
+            calibrate_trunk(manifest, trunk, resolve_test_fold(test_fold, manifest.evaluation_folds, str(manifest.root)))
         cache = Path(cache) if cache else default_cache(manifest, trunk)
         extract_features(manifest, trunk, cache, workers=workers, progress=progress)
         fs = read_store(cache)
@@ -146,7 +185,7 @@ def run_finetune(manifest: Manifest, run_dir: str | Path, *, test_fold: int = 5,
         data = ProtocolData.from_rows(X, fs.labels, fs.folds, fs.label_names, ids=fs.ids, source=str(cache))
         plot_used = trunk.base.plot
         frontend = {"plot": plot_used.to_dict(), "mean": list(trunk.base.spec.mean), "std": list(trunk.base.spec.std),
-                    "duration": plot_used.duration}
+                    "duration": plot_used.duration, "batch_norm": save_statistics(trunk, run_dir)}
         estimator = clone(classifier).set_params(device=device, progress=progress, frontend=frontend)
         estimator = SeedEnsemble(estimator, ensemble) if ensemble > 1 else estimator
         system = system or system_name(classifier, ensemble, plot_used)
@@ -154,7 +193,7 @@ def run_finetune(manifest: Manifest, run_dir: str | Path, *, test_fold: int = 5,
                       "train_blocks": classifier.train_blocks, "ensemble": ensemble, "versions": int(X.shape[1]),
                       "augmentation": augment.names(), "mixup_alpha": classifier.mixup_alpha,
                       "training": classifier.training_config().to_dict(), "activations": str(cache),
-                      "cache_seconds": time.perf_counter() - t_start}
+                      "trunk_batch_norm": trunk.calibration, "cache_seconds": time.perf_counter() - t_start}
         score_config = {"model": "finetune", "network": classifier.network, "weights": classifier.weights,
                         "dataset": manifest.name, "store_config": fs.config, "ensemble": ensemble}
         return run(estimator, data, run_dir, system=system, fold=test_fold, provenance=provenance,
