@@ -7,6 +7,7 @@ import click
 from deepfeat.config import AUGMENTATION_NAMES
 from deepfeat.finetune.config import (
     DEFAULT_AUGMENT, DEFAULT_MIXUP, DEFAULT_NETWORK, DEFAULT_TRAIN_BLOCKS, FINETUNE_TRAINING, MASKED_COPIES,
+    VALIDATION_FRACTION,
 )
 
 from .options import fold_option, json_option, quiet_option, show_run, training_config, training_options
@@ -43,7 +44,7 @@ def _blocks(value: str) -> int | None:
 @click.option("--size", type=(int, int), default=None, metavar="H W",
               help="Image size in pixels (default: the network's input size), e.g. 128 250.")
 @training_options(lambda: FINETUNE_TRAINING)
-@click.option("--validation-fraction", type=float, default=0.1, show_default=True,
+@click.option("--validation-fraction", type=float, default=VALIDATION_FRACTION, show_default=True,
               help="Inner validation split of the training clips (best epoch, early stopping); 0: none.")
 @click.option("-o", "--output", "run_dir", default=None, type=click.Path(file_okay=False),
               help="Run folder (default: results/<dataset>/<system>).")

@@ -13,7 +13,7 @@ from ..evaluation import classification_metrics
 from ..training.classifier import TorchClassifier, one_hot_batches
 from ..training.config import TrainConfig
 from ..training.engine import Task
-from .config import FINETUNE_TRAINING
+from .config import FINETUNE_TRAINING, VALIDATION_FRACTION
 
 
 class TailClassifier(torch.nn.Module):
@@ -99,7 +99,7 @@ class FineTunedCNN(TorchClassifier):
 
     def __init__(self, network: str = "efficientnet_lite0", weights: str = "imagenet", train_blocks: int | None = 2,
                  training: TrainConfig | None = None, mixup_alpha: float = 0.2, head_dropout: float = 0.2,
-                 validation_fraction: float = 0.0, device: str | None = None, progress: bool = False,
+                 validation_fraction: float = VALIDATION_FRACTION, device: str | None = None, progress: bool = False,
                  frontend: dict | None = None):
         self.network, self.weights, self.train_blocks, self.training = network, weights, train_blocks, training
         self.mixup_alpha, self.head_dropout, self.validation_fraction = mixup_alpha, head_dropout, validation_fraction
