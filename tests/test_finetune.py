@@ -105,6 +105,12 @@ def test_calibrated_random_trunk_has_activations_of_unit_scale():
     assert other.config()["trunk"]["batch_norm"]["sha256"] != recorded["sha256"]  # the store knows the difference
 
 
+def test_a_trunk_without_batch_norm_is_not_calibrated():
+    trunk = _random_trunk(train_blocks=None)  # everything trains: the trunk is empty
+    trunk.calibrate(np.zeros((2, 48, 64, 3), np.uint8), {"folds": [1]})
+    assert trunk.calibration is None and "batch_norm" not in trunk.config()["trunk"]
+
+
 def test_trunk_calibration_reads_development_clips_only(demo_dir, monkeypatch):
     import deepfeat.audio
     from deepfeat.finetune import calibrate_trunk

@@ -163,6 +163,8 @@ class TrunkExtractor(Extractor):
         digest of the statistics, so a store of a calibrated trunk is never mistaken for another.
         """
         trunk = self._trunk()
+        if not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in trunk.modules()):
+            return  # nothing to calibrate (e.g. --train-blocks all: the trunk is empty)
         with flush_denormals():
             recalibrate_batch_norm(trunk, (self._inputs(b) for b in row_batches(images, self.base.batch_size)))
         self.norm_statistics = {k: v.detach().cpu().clone() for k, v in trunk.state_dict().items()
