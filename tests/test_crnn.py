@@ -178,6 +178,16 @@ def test_system_name(arch, augment, expected):
     assert system_name(CRNNClassifier(architecture=arch, augment=augment)) == expected
 
 
+def test_system_name_says_a_schedule_other_than_the_default():
+    import dataclasses
+
+    from deepfeat.crnn import CRNN_TRAINING
+
+    cosine = dataclasses.replace(CRNN_TRAINING, schedule="cosine")
+    augment = AugmentConfig.from_names(["mixup"])
+    assert system_name(CRNNClassifier(augment=augment, training=cosine)) == "crnn-aug-cosine"
+
+
 # ----------------------------------------------------------------------------- training
 
 def _classifier(epochs=4, augment=None, **training):

@@ -26,14 +26,17 @@ from ..io import write_json
 from ..mel_cache import ORIGINAL, default_mel_cache, ensure_mel_cache, read_mels
 from ..threads import torch_threads
 from .classifier import CRNNClassifier, architecture_of
-from .config import ARCHITECTURES, AUTO_PERCENTILE, CRNN_MEL, DEFAULT_DURATION
+from .config import ARCHITECTURES, AUTO_PERCENTILE, CRNN_MEL, CRNN_TRAINING, DEFAULT_DURATION
 
 def system_name(classifier: CRNNClassifier) -> str:
-    """``crnn`` (ESC architecture), ``crnn-dcase``; ``-aug`` appended when augmenting."""
+    """``crnn`` (ESC architecture), ``crnn-dcase``; ``-aug`` appended when augmenting, then the
+    learning-rate schedule when not the default (``crnn-aug-cosine``)."""
     architecture = architecture_of(classifier.architecture)
     arch = next((name for name, a in ARCHITECTURES.items() if a == architecture), "custom")
     augmenting = classifier.augment is not None and classifier.augment.enabled
-    return "crnn" + ("" if arch == "esc" else f"-{arch}") + ("-aug" if augmenting else "")
+    schedule = classifier.training_config().schedule
+    return ("crnn" + ("" if arch == "esc" else f"-{arch}") + ("-aug" if augmenting else "")
+            + ("" if schedule == CRNN_TRAINING.schedule else f"-{schedule}"))
 
 
 def labelled(manifest: Manifest) -> np.ndarray:
