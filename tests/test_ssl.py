@@ -343,6 +343,18 @@ def test_study_table_rows_and_rerun(demo_dir, tmp_path):
     assert [c for c in stages.calls if c[0] != "pretrain"] == []
 
 
+def test_random_init_fine_tune_rows_say_their_trunk_is_calibrated(demo_dir, tmp_path):
+    """Rows made before the random trunk's batch norm was calibrated are not taken as finished."""
+    from deepfeat.ssl.study import Start, Study, _row_identity
+
+    study = Study(demo_dir, methods=("simclr",), size=SIZE, reference=None, out=tmp_path / "out", work=tmp_path / "w")
+    manifest = study.manifest()
+    random, simclr = Start("random", "resnet18", "none"), Start("simclr", "resnet18", "w.pt", "simclr")
+    assert _row_identity(study, manifest, random, "finetune", None)["trunk_batch_norm"] == "calibrated"
+    assert "trunk_batch_norm" not in _row_identity(study, manifest, simclr, "finetune", "ab")
+    assert "trunk_batch_norm" not in _row_identity(study, manifest, random, "probe", None)
+
+
 def test_cli_loads_neither_torch_nor_lightly_for_help():
     import subprocess
     import sys

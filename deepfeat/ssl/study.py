@@ -179,6 +179,8 @@ def _row_identity(study: Study, manifest, start: Start, evaluation: str, weights
                 "manifest_sha256": manifest.fingerprint()}
     if evaluation == "finetune":
         identity.update(finetune_epochs=study.finetune_epochs, train_blocks=study.train_blocks)
+        if start.weights == "none":  # its frozen trunk's batch-norm statistics are calibrated (finetune.calibrate_trunk)
+            identity["trunk_batch_norm"] = "calibrated"
     return identity
 
 
