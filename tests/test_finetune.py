@@ -127,13 +127,14 @@ def test_trunk_calibration_reads_development_clips_only(demo_dir, monkeypatch):
 
 def test_saved_statistics_rebuild_the_calibrated_trunk(tmp_path):
     from deepfeat.finetune import frozen_trunk
-    from deepfeat.finetune.inputs import save_statistics
+    from deepfeat.finetune.inputs import save_statistics, statistics_record
 
     images = np.random.default_rng(1).integers(0, 256, (6, 48, 64, 3), dtype=np.uint8)
     trunk = _random_trunk()
     trunk.calibrate(images, {"folds": [1, 2]})
     trunk.load()
-    frontend = {"batch_norm": save_statistics(trunk, tmp_path)}
+    save_statistics(trunk, tmp_path)
+    frontend = {"batch_norm": statistics_record(trunk)}
     rebuilt = frozen_trunk(trunk.base.staged_network(), 1, frontend, tmp_path)
     with torch.no_grad():
         x = trunk._inputs(images)

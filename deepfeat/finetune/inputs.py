@@ -207,19 +207,22 @@ class TrunkExtractor(Extractor):
 STATISTICS_FILE = "trunk_batch_norm.pt"
 
 
-def save_statistics(trunk: TrunkExtractor, run_dir) -> dict | None:
-    """Write ``trunk``'s calibrated batch-norm statistics to ``run_dir`` (``deepfeat explain``
-    rebuilds the trunk with them); returns what the model's front end records (None: the weights'
-    own statistics, nothing written)."""
+def statistics_record(trunk: TrunkExtractor) -> dict | None:
+    """What a fine-tuned model's front end records of its trunk's calibration (None: the weights'
+    own batch-norm statistics): the file :func:`save_statistics` writes and what made it."""
+    return None if trunk.calibration is None else {"file": STATISTICS_FILE, **trunk.calibration}
+
+
+def save_statistics(trunk: TrunkExtractor, run_dir) -> None:
+    """Write ``trunk``'s calibrated batch-norm statistics into ``run_dir`` (``deepfeat explain``
+    rebuilds the trunk with them); nothing when it was not calibrated."""
     from pathlib import Path
 
     from ..io import atomic_path
 
-    if trunk.norm_statistics is None:
-        return None
-    with atomic_path(Path(run_dir) / STATISTICS_FILE) as tmp:
-        torch.save(trunk.norm_statistics, tmp)
-    return {"file": STATISTICS_FILE, **trunk.calibration}
+    if trunk.norm_statistics is not None:
+        with atomic_path(Path(run_dir) / STATISTICS_FILE) as tmp:
+            torch.save(trunk.norm_statistics, tmp)
 
 
 def frozen_trunk(staged: StagedNetwork, train_blocks: int | None, frontend: dict | None, run_dir) -> torch.nn.Module:

@@ -63,7 +63,9 @@ def calibrate_trunk(manifest: Manifest, trunk, test_fold: int, clips: int = CALI
     (:meth:`~deepfeat.finetune.inputs.TrunkExtractor.calibrate`) from the plain images of up to
     ``clips`` development clips, evenly spread in manifest order: never the test fold or an
     evaluation partition (the clips of the out-of-fold refits' held-out folds are among them, as
-    unlabelled images). Clips that fail to decode are left out (extraction reports them)."""
+    unlabelled images). Clips that fail to decode are left out (extraction reports them). These
+    clips are decoded again by the extraction that follows: the statistics must be fixed before
+    the first activation is stored."""
     from ..audio import load_audio, segments
     from ..errors import AudioError
     from ..evaluation import development_folds
@@ -165,7 +167,7 @@ def run_finetune(manifest: Manifest, run_dir: str | Path, *, test_fold: int = 5,
     from ..store import read_store
     from ..threads import torch_threads
     from ..training.ensemble import SeedEnsemble
-    from .inputs import save_statistics
+    from .inputs import save_statistics, statistics_record
 
     t_start = time.perf_counter()
     classifier = classifier if classifier is not None else FineTunedCNN()
@@ -185,7 +187,7 @@ def run_finetune(manifest: Manifest, run_dir: str | Path, *, test_fold: int = 5,
         data = ProtocolData.from_rows(X, fs.labels, fs.folds, fs.label_names, ids=fs.ids, source=str(cache))
         plot_used = trunk.base.plot
         frontend = {"plot": plot_used.to_dict(), "mean": list(trunk.base.spec.mean), "std": list(trunk.base.spec.std),
-                    "duration": plot_used.duration, "batch_norm": save_statistics(trunk, run_dir)}
+                    "duration": plot_used.duration, "batch_norm": statistics_record(trunk)}
         estimator = clone(classifier).set_params(device=device, progress=progress, frontend=frontend)
         estimator = SeedEnsemble(estimator, ensemble) if ensemble > 1 else estimator
         system = system or system_name(classifier, ensemble, plot_used)
@@ -196,6 +198,8 @@ def run_finetune(manifest: Manifest, run_dir: str | Path, *, test_fold: int = 5,
                       "trunk_batch_norm": trunk.calibration, "cache_seconds": time.perf_counter() - t_start}
         score_config = {"model": "finetune", "network": classifier.network, "weights": classifier.weights,
                         "dataset": manifest.name, "store_config": fs.config, "ensemble": ensemble}
-        return run(estimator, data, run_dir, system=system, fold=test_fold, provenance=provenance,
-                   score_config=score_config, checkpoints=True, on_result=lambda r, d: _finish(r, d, data),
-                   inputs={"store_config": fs.config}, overwrite=overwrite)
+        metrics = run(estimator, data, run_dir, system=system, fold=test_fold, provenance=provenance,
+                      score_config=score_config, checkpoints=True, on_result=lambda r, d: _finish(r, d, data),
+                      inputs={"store_config": fs.config}, overwrite=overwrite)
+    save_statistics(trunk, run_dir)  # after run(): it refuses a folder holding another run before anything is written
+    return metrics
