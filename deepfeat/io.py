@@ -273,3 +273,12 @@ def open_h5(path: str | Path, fmt: str, hint: str, missing: str | None = None) -
         f.close()
         raise
     return f
+
+
+def run_files(results_dir: str | Path, pattern: str) -> list[Path]:
+    """Files matching ``pattern`` under ``results_dir`` (recursively, sorted), leaving out folders
+    that hold a study of their own (a ``README.md`` below ``results_dir``, e.g. the runs of
+    ``deepfeat ssl-study`` in ``results/esc10/ssl/``): their runs belong to that study's table."""
+    root = Path(results_dir)
+    studies = {p.parent for p in root.rglob("README.md") if p.parent != root}
+    return [p for p in sorted(root.rglob(pattern)) if not any(s in p.parents for s in studies)]

@@ -23,7 +23,7 @@ import h5py
 from .errors import ConfigError, StoreError
 from .evaluation import SCORE_NAMES
 from .fusion import GROUPS, METHODS, SystemInfo, system_info
-from .io import atomic_path
+from .io import atomic_path, run_files
 from .scores import read_scores
 
 log = logging.getLogger("deepfeat.report")
@@ -103,12 +103,13 @@ def _network_kind(network: str | None) -> str:
 def collect_runs(results_dir: str | Path, fold: int | None = None) -> tuple[list[Run], int]:
     """Every run under ``results_dir`` on test fold ``fold`` (default: the fold most runs use),
     in table order, and that fold. A system with several runs on the fold (e.g. a ``--cv``
-    run's ``fold-k/`` folder as well) keeps the one nearest to ``results_dir``."""
+    run's ``fold-k/`` folder as well) keeps the one nearest to ``results_dir``; a nested study's
+    runs (a folder with its own ``README.md``, e.g. ``ssl/``) are its own table's."""
     results_dir = Path(results_dir)
     if not results_dir.is_dir():
         raise ConfigError(f"{results_dir}: no such results folder; run `deepfeat svm`, `crnn` or `fuse` first")
     found = []
-    for path in sorted(results_dir.rglob("metrics.json"), key=lambda p: (len(p.parts), p)):
+    for path in sorted(run_files(results_dir, "metrics.json"), key=lambda p: (len(p.parts), p)):
         try:
             metrics = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError) as e:

@@ -43,9 +43,9 @@ def write_store(path, network, weights, kind, good, seconds, seed, dim: int = 12
     return writer.finish({"extract_seconds": seconds, "device": "cpu"})
 
 
-def write_crnn_run(run_dir, seed: int = 11):
+def write_crnn_run(run_dir, seed: int = 11, system: str = "crnn"):
     """A run folder as `deepfeat crnn` writes it (scores, metrics), without training a network."""
-    scores = synthetic_system("crnn", (1, 3), seed=seed, family="crnn")
+    scores = synthetic_system(system, (1, 3), seed=seed, family="crnn")
     test = scores.test_mask
     pred = scores.scores.argmax(axis=1)
     dev_folds = [1, 2, 3, 4]
@@ -56,7 +56,7 @@ def write_crnn_run(run_dir, seed: int = 11):
                "devel_accuracy": float(np.mean([m["accuracy"] for m in per_fold])),
                "test_accuracy": t["accuracy"], "test_macro_f1": t["macro_f1"], "test_uar": t["uar"],
                "epochs": 3, "augmentation": ["mixup"], "n_test": int(test.sum()), "timings": {"total_seconds": 77.0}}
-    write_run(run_dir, system="crnn", metrics=metrics, scores=scores, y_true_test=scores.labels[test],
+    write_run(run_dir, system=system, metrics=metrics, scores=scores, y_true_test=scores.labels[test],
               y_pred_test=pred[test], label_names=LABEL_NAMES)
 
 
@@ -203,6 +203,25 @@ def test_other_test_folds_are_left_out_unless_asked_for(results):
 
         shutil.rmtree(other)
         write_report(results)
+
+
+def test_a_nested_study_with_its_own_table_is_left_out(results):
+    """The runs of e.g. ``deepfeat ssl-study`` (``results/esc10/ssl/``, which has its README) are that
+    study's rows, neither the dataset table's nor a group fusion's members."""
+    import shutil
+
+    from deepfeat.fusion.groups import find_scores
+
+    study = results / "study"
+    write_crnn_run(study / "runs" / "crnn-other", seed=3, system="crnn-other")
+    try:
+        assert "crnn-other" in [r.system for r in collect_runs(results)[0]]  # a plain subfolder's run counts
+        assert any(study in p.parents for p in find_scores(results))
+        (study / "README.md").write_text("# a study of its own\n")
+        assert "crnn-other" not in [r.system for r in collect_runs(results)[0]]
+        assert all(study not in p.parents for p in find_scores(results))
+    finally:
+        shutil.rmtree(study)
 
 
 def test_a_folder_without_runs_is_a_config_error(tmp_path):

@@ -77,14 +77,16 @@ GROUPS: dict[str, tuple[str, object]] = {
 
 
 def find_scores(results_dir: str | Path) -> list[Path]:
-    """Every scores file under ``results_dir`` (recursively), sorted."""
+    """Every scores file under ``results_dir`` (recursively, sorted; not those of a nested study:
+    :func:`deepfeat.io.run_files`)."""
+    from ..io import run_files
     from ..scores import read_scores
 
     results_dir = Path(results_dir)
     if not results_dir.is_dir():
         raise ConfigError(f"{results_dir}: no such results folder; run `deepfeat svm` / `deepfeat crnn` first")
     found = []
-    for path in sorted(results_dir.rglob("*.h5")):
+    for path in run_files(results_dir, "*.h5"):
         try:
             read_scores(path)
         except StoreError:
