@@ -36,6 +36,17 @@ def load_audio(path: str | Path, sample_rate: int | None = None,
     lacks the channel, holds no samples, or contains non-finite values. Warns
     (:class:`TruncatedAudioWarning`) when the file is cut short (:func:`truncation`).
     """
+    samples, rate, short = decode_audio(path, sample_rate, channel)
+    if short:
+        warnings.warn(TruncatedAudioWarning(short), stacklevel=2)
+    return samples, rate
+
+
+def decode_audio(path: str | Path, sample_rate: int | None = None,
+                 channel: int | None = None) -> tuple[np.ndarray, int, str | None]:
+    """:func:`load_audio` that returns why the file is cut short (None: whole) instead of warning:
+    ``(samples, rate, short)``. For threads decoding side by side (the ``warnings`` module's
+    capture is process-wide: one thread's warning can land in another's record)."""
     path = Path(path)
     if not path.is_file():
         raise AudioError(f"{path}: no such audio file; check the path or the label file that names it")
@@ -66,8 +77,6 @@ def load_audio(path: str | Path, sample_rate: int | None = None,
         raise AudioError(f"{path}: contains NaN or infinite samples; re-encode it")
     if not 0 < rate < 10_000_000:
         raise AudioError(f"{path}: declares a sample rate of {rate} Hz; the header is corrupt: re-export the file")
-    if short:
-        warnings.warn(TruncatedAudioWarning(short), stacklevel=2)
     if sample_rate is not None and rate != sample_rate:
         n = data.size
         data = resample(data, rate, sample_rate)
@@ -75,7 +84,7 @@ def load_audio(path: str | Path, sample_rate: int | None = None,
             raise AudioError(f"{path}: {n} sample(s) at {rate} Hz give no sample at {sample_rate} Hz; the clip is "
                              "too short: re-export or remove it")
         rate = sample_rate
-    return np.ascontiguousarray(data, dtype=np.float32), int(rate)
+    return np.ascontiguousarray(data, dtype=np.float32), int(rate), short
 
 
 def _pick_channel(data: np.ndarray, channel: int | None, path: Path) -> np.ndarray:

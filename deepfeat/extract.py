@@ -9,7 +9,6 @@ import os
 import platform
 import sys
 import time
-import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
@@ -21,7 +20,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from . import __version__
-from .audio import TruncatedAudioWarning, load_audio, low_rate_summary, native_rates, segments
+from .audio import decode_audio, low_rate_summary, native_rates, segments
 from .datasets import Manifest
 from .errors import AudioError, ConfigError, StoreError
 from .extractors.base import Extractor
@@ -64,10 +63,7 @@ class ClipFrontend(Dataset):
         clip = self.clips[index]
         ex = self.extractor
         try:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always", TruncatedAudioWarning)
-                samples, rate = load_audio(clip.path, ex.sample_rate, clip.channel)
-            short = next((str(w.message) for w in caught if issubclass(w.category, TruncatedAudioWarning)), None)
+            samples, rate, short = decode_audio(clip.path, ex.sample_rate, clip.channel)
             pieces, starts = segments(samples, rate, ex.duration, ex.segment)
             parts = [ex.frontend(piece) for piece in pieces]
             return PreparedClip(index, np.concatenate(parts), np.array([len(p) for p in parts]), starts, warning=short)

@@ -67,6 +67,20 @@ def test_clips_cut_short_are_kept_with_a_warning_in_the_store_and_log(uneven_dat
     assert "warnings: 2" in lines and "cut short" in lines
 
 
+def test_clips_decoded_side_by_side_keep_their_own_warnings(uneven_dataset, loaded):
+    """The front end's threads each report their own clip cut short (a process-wide capture of the
+    warnings module once gave a whole clip a neighbour's warning)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    dataset = extract.ClipFrontend(load_manifest(uneven_dataset), loaded)
+    cut = {i for i, c in enumerate(dataset.clips) if c.id.startswith("b/cut")}
+    with ThreadPoolExecutor(4) as pool:
+        for _ in range(5):
+            prepared = list(pool.map(dataset.__getitem__, list(range(len(dataset))) * 4))
+            assert {p.index for p in prepared if p.warning} == cut
+            assert all(p.warning and "cut short" in p.warning for p in prepared if p.index in cut)
+
+
 def test_on_error_fail_stops_at_a_clip_cut_short(uneven_dataset, loaded, tmp_path):
     with pytest.raises(AudioError, match=r"cut_(wav\.wav|ogg\.ogg): cut short"):
         extract_features(load_manifest(uneven_dataset), loaded, tmp_path / "f.h5", workers=0, progress=False,
